@@ -1,0 +1,3 @@
+from furrytag_cli.cli.app import main
+
+main()

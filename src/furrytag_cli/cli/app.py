@@ -1,0 +1,66 @@
+"""The ``furrytag`` Typer app: global options, command registration, error mapping."""
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from furrytag_cli import __version__
+from furrytag_cli.cli import models
+from furrytag_cli.errors import FurrytagError
+
+app = typer.Typer(
+    name="furrytag",
+    help="Tag furry artwork with e621-style tags using a multi-head Keras model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("models")(models.models_command)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"furrytag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks on errors.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("FURRYTAG_DEBUG"))
+
+
+def main() -> None:
+    """Entry point: run the app, turn library errors into one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except FurrytagError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors from Typer's parser carry their own message and exit code (2).
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,45 @@
+"""The one exception family of furrytag.
+
+Every error a user can cause or fix is a ``FurrytagError``; its message says what was
+wrong and what to do. The CLI prints it as ``Error: <message>`` and exits 1.
+"""
+
+
+class FurrytagError(Exception):
+    """Base class of every error furrytag reports to users."""
+
+
+class ConfigError(FurrytagError):
+    """A config or metadata file is malformed or holds unknown keys or bad values."""
+
+
+class CategoryError(FurrytagError):
+    """A category (tag list) file is malformed."""
+
+
+class BundleError(FurrytagError):
+    """A model bundle is missing, malformed, or disagrees with its weights."""
+
+
+class DownloadError(FurrytagError):
+    """A model could not be fetched, verified or unpacked."""
+
+
+class IntegrityError(DownloadError):
+    """A file's sha256 differs from the pinned or recorded one."""
+
+
+class ArchiveError(DownloadError):
+    """An archive is corrupt or holds unsafe members."""
+
+
+class ImageError(FurrytagError):
+    """An image file cannot be read or decoded."""
+
+
+class OutputError(FurrytagError):
+    """An output file or folder cannot be written."""
+
+
+class DatasetError(FurrytagError):
+    """A dataset (export, manifest, shards) is missing or malformed."""
