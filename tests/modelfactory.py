@@ -1,0 +1,82 @@
+"""Builders of tiny real models in furrytag's native format and in the original's format."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from furrytag_cli.categories import HEADS, CategorySet
+
+LEGACY_SIZE = 32
+LEGACY_NAME = "efficientnet_v2_b3_300_2c"
+# The original's head order in the SavedModel; furrytag must map by name, not position.
+LEGACY_HEAD_ORDER = ("identity", "species", "body", "clothing", "action", "rating")
+
+
+def make_native_bundle(path: Path, size: int = 32, seed: int = 7) -> Path:
+    """Build and save a tiny native bundle at ``path``; return ``path``."""
+    import keras
+
+    from furrytag_cli.bundle import Bundle, save_bundle
+    from furrytag_cli.network import build_model
+    from furrytag_cli.preprocess import PreprocessSpec
+
+    keras.utils.set_random_seed(seed)
+    categories = CategorySet.load()
+    model = build_model("tiny", size, categories)
+    bundle = Bundle(
+        path=path, kind="native", name="tiny-test", backbone="tiny",
+        categories=categories, preprocess=PreprocessSpec(size=size),
+    )
+    save_bundle(model, path, bundle)
+    return path
+
+
+def make_legacy_saved_model(target: Path, size: int = LEGACY_SIZE, seed: int = 11) -> Path:
+    """Write a SavedModel in the original's exact format to ``target``.
+
+    A tf_keras functional model: ``img_input`` → ``feature_layer`` (a SavedModel wrapped
+    by TF-Hub's KerasLayer, as the original did) → per head ``<head>_hidden_layer``
+    Dense(128) → ``<head>_output`` sigmoid.
+    """
+    import tensorflow as tf
+    import tensorflow_hub as hub
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    feature_src = target.parent / (target.name + "-feature-src")
+    inp = tf_keras.Input((size, size, 3))
+    x = tf_keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    tf.saved_model.save(tf_keras.Model(inp, x), str(feature_src))
+
+    categories = CategorySet.load()
+    widths = {h: len(categories.tags(h)) for h in HEADS} | {"rating": 1}
+    image = tf_keras.Input((size, size, 3), name="img_input")
+    features = hub.KerasLayer(str(feature_src), trainable=False, name="feature_layer")(image)
+    outputs = []
+    for head in LEGACY_HEAD_ORDER:
+        hidden = tf_keras.layers.Dense(128, activation="relu", name=f"{head}_hidden_layer")(features)
+        outputs.append(
+            tf_keras.layers.Dense(widths[head], activation="sigmoid", name=f"{head}_output")(hidden)
+        )
+    model = tf_keras.Model(image, outputs)
+    # Random biases so that scores spread around 0.5 and tags come and go.
+    for layer in model.layers:
+        if layer.name.endswith("_output"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 8, np.random.default_rng(seed).normal(0, 1, bias.shape)])
+    model.save(str(target))
+    return target
+
+
+def make_legacy_zip(folder: Path, name: str = LEGACY_NAME) -> Path:
+    """Zip a legacy SavedModel inside a top folder, as the original's releases are."""
+    saved = make_legacy_saved_model(folder / "build" / name)
+    archive = folder / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(saved.rglob("*")):
+            if file.is_file():
+                zf.write(file, f"{name}/{file.relative_to(saved)}")
+    return archive
