@@ -50,6 +50,9 @@ def legacy_bundle(root: Path, *, normalized: bool | None = None, name: str | Non
 
 def saved_model_input_size(root: Path) -> int:
     """Read the square input size from the SavedModel's serving signature."""
+    from furrytag_cli.tfruntime import tensorflow
+
+    tensorflow()
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()

@@ -69,9 +69,8 @@ class PreprocessSpec:
 
 def preprocess_image(image, spec: PreprocessSpec):
     """TF ops: uint8 (H, W, 3) or (N, H, W, 3) → float32 model input per ``spec``."""
-    from furrytag_cli.tfruntime import tensorflow
+    import tensorflow as tf
 
-    tf = tensorflow()
     x = tf.image.resize(image, [spec.size, spec.size], antialias=spec.antialias)
     if spec.decoder == "legacy":
         # The original: tf.image.resize(...) / 255.0, then (x - 0.5) / 0.225 if normalized.

@@ -5,16 +5,51 @@ spam is silenced before the first import, unless the user asked for it.
 """
 
 import os
+import sys
+from contextlib import contextmanager
 
 _DEVICES = ("auto", "cpu", "gpu")
 
 
 def tensorflow():
-    """Import and return the ``tensorflow`` module with quiet logs."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    """Import and return the ``tensorflow`` module with quiet logs.
 
+    TensorFlow's C++ runtime prints start-up notices (CUDA probing on machines without
+    a GPU) straight to file descriptor 2 before any log setting applies; they are
+    hidden during the first import unless ``FURRYTAG_DEBUG`` or ``TF_CPP_MIN_LOG_LEVEL``
+    is set by the user.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    quiet = not (os.environ.get("FURRYTAG_DEBUG") or "TF_CPP_MIN_LOG_LEVEL" in os.environ)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_silenced(quiet):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
     return tf
+
+
+@contextmanager
+def _stderr_silenced(enabled: bool):
+    if not enabled:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def configure_device(device: str = "auto") -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import models
+from furrytag_cli.cli import models, tag
 from furrytag_cli.errors import FurrytagError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("models")(models.models_command)
+app.command("tag")(tag.tag_command)
 
 _state = {"debug": False}
 
@@ -44,7 +45,7 @@ def _root(
 def main() -> None:
     """Entry point: run the app, turn library errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except FurrytagError as exc:
         if _state["debug"]:
             raise
@@ -64,3 +65,4 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

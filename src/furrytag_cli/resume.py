@@ -1,0 +1,55 @@
+"""What an earlier run already tagged: keys read back from its JSONL or JSON output.
+
+A file counts as done when its path, size, mtime and the model's identity all match a
+record, so a changed file or another model is tagged again.
+"""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from furrytag_cli.discovery import display_path
+
+Key = tuple[str, int, float, str]
+
+
+def file_key(path: Path, model: str) -> Key | None:
+    """The resume key of an input file (None when it cannot be stat'ed)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (display_path(path), stat.st_size, stat.st_mtime, model)
+
+
+def record_key(record: dict) -> Key | None:
+    try:
+        return (record["path"], record["file"]["size"], record["file"]["mtime"], record["model"])
+    except (KeyError, TypeError):
+        return None
+
+
+def read_records(path: Path, fmt: str) -> list[dict]:
+    """The complete records of an earlier output (a torn last JSONL line is ignored)."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return []
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    records = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def done_keys(records: Iterable[dict]) -> set[Key]:
+    return {key for key in map(record_key, records) if key is not None}

@@ -1,0 +1,297 @@
+"""Where tagging results go: JSON, JSONL, CSV, caption .txt files, embeddings.
+
+Nothing is lost when a run stops early: JSONL and captions are appended/written and
+flushed per batch; JSON and CSV stream into a temporary file beside the target that
+``close()`` renames into place (also after Ctrl-C, with what is done).
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from furrytag_cli.discovery import display_path
+from furrytag_cli.errors import OutputError
+from furrytag_cli.predict import Tagging
+
+FORMATS = ("jsonl", "json", "csv", "txt")
+
+
+@dataclass
+class Result:
+    """One tagged image: where it is, what file it was, and its tags."""
+
+    path: Path
+    tagging: Tagging
+    size: int
+    mtime: float
+    model: str
+
+    def record(self) -> dict:
+        """The JSON-ready record of this result."""
+        t = self.tagging
+        data = {
+            "path": display_path(self.path),
+            "tags": {h: dict(pairs) for h, pairs in t.tags.items()},
+            "rating": t.rating,
+            "rating_score": t.rating_score,
+        }
+        if t.scores is not None:
+            data["scores"] = t.scores
+        data["file"] = {"size": self.size, "mtime": self.mtime}
+        data["model"] = self.model
+        return data
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    """How a caption line is written (the comma-separated form LoRA trainers read)."""
+
+    underscores: bool = True
+    escape_parens: bool = False
+    prefix: Sequence[str] = ()
+    suffix: Sequence[str] = ()
+    order: str = "score"
+
+    def format(self, tagging: Tagging) -> str:
+        if self.order == "score":
+            tags = [tag for _, tag, _ in tagging.flat()]
+        else:
+            tags = [tag for pairs in tagging.tags.values() for tag, _ in pairs]
+        words = [*self.prefix, *tags, *self.suffix]
+        if not self.underscores:
+            words = [w.replace("_", " ") for w in words]
+        if self.escape_parens:
+            words = [w.replace("(", "\\(").replace(")", "\\)") for w in words]
+        return ", ".join(dict.fromkeys(words))
+
+
+class TagSink:
+    """Base sink: ``write`` a batch of results, ``close`` when done (always called)."""
+
+    def write(self, results: Sequence[Result]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the output; safe to call once after any number of writes."""
+
+
+class JsonlSink(TagSink):
+    """One JSON object per line, flushed per batch; appends when resuming."""
+
+    def __init__(self, stream: TextIO, owned: bool):
+        self.stream = stream
+        self.owned = owned
+
+    @classmethod
+    def to_path(cls, path: Path, append: bool) -> "JsonlSink":
+        if append:
+            truncate_torn_line(path)
+        return cls(_open_text(path, "a" if append else "w"), owned=True)
+
+    def write(self, results: Sequence[Result]) -> None:
+        for result in results:
+            self.stream.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+        else:
+            self.stream.flush()
+
+
+class _StagedFile:
+    """A temp file beside ``target``, renamed over it by ``commit``."""
+
+    def __init__(self, target: Path | None, stream: TextIO | None = None):
+        self.target = target
+        if target is None:
+            self.stream, self.tmp = stream, None
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
+        self.tmp = Path(tmp)
+        self.stream = io.open(fd, "w", encoding="utf-8", newline="")
+
+    def commit(self) -> None:
+        if self.tmp is None:
+            self.stream.flush()
+            return
+        self.stream.close()
+        os.replace(self.tmp, self.target)
+
+
+class JsonSink(TagSink):
+    """A JSON array, streamed to a temp file and renamed into place at the end."""
+
+    def __init__(self, target: Path | None, stream: TextIO | None = None, previous: Sequence[dict] = ()):
+        self.file = _StagedFile(target, stream)
+        self.count = 0
+        self.file.stream.write("[")
+        for record in previous:
+            self._emit(record)
+
+    def _emit(self, record: dict) -> None:
+        self.file.stream.write(("," if self.count else "") + "\n  " + json.dumps(record, ensure_ascii=False))
+        self.count += 1
+
+    def write(self, results: Sequence[Result]) -> None:
+        for result in results:
+            self._emit(result.record())
+        self.file.stream.flush()
+
+    def close(self) -> None:
+        self.file.stream.write("\n]\n" if self.count else "]\n")
+        self.file.commit()
+
+
+class CsvSink(TagSink):
+    """CSV: a row per image and a column per head, or ``long``: a row per (image, tag)."""
+
+    def __init__(self, target: Path | None, heads: Sequence[str], long: bool, stream: TextIO | None = None):
+        self.file = _StagedFile(target, stream)
+        self.writer = csv.writer(self.file.stream, lineterminator="\n")
+        self.heads = list(heads)
+        self.long = long
+        header = ["path", "head", "tag", "score"] if long else ["path", *self.heads, "rating", "rating_score"]
+        self.writer.writerow(header)
+
+    def write(self, results: Sequence[Result]) -> None:
+        for result in results:
+            path, t = display_path(result.path), result.tagging
+            if self.long:
+                for head, tag, score in t.flat():
+                    self.writer.writerow([path, head, tag, f"{score:.4f}"])
+                self.writer.writerow([path, "rating", t.rating, f"{t.rating_score:.4f}"])
+            else:
+                columns = [" ".join(tag for tag, _ in t.tags[h]) for h in self.heads]
+                self.writer.writerow([path, *columns, t.rating, f"{t.rating_score:.4f}"])
+        self.file.stream.flush()
+
+    def close(self) -> None:
+        self.file.commit()
+
+
+class CaptionSink(TagSink):
+    """A caption ``.txt`` per image, beside it or under ``output_dir`` mirroring ``root``.
+
+    When two inputs share a stem in one folder (``a.png``, ``a.jpg``), both captions keep
+    the image's extension (``a.png.txt``, ``a.jpg.txt``) so neither overwrites the other.
+    """
+
+    def __init__(self, style: CaptionStyle, paths: Sequence[Path], output_dir: Path | None = None,
+                 root: Path | None = None):
+        self.style = style
+        self.output_dir = output_dir
+        self.root = root
+        stems: dict[tuple[str, str], int] = {}
+        for path in paths:
+            key = (str(path.parent), path.stem)
+            stems[key] = stems.get(key, 0) + 1
+        self.clashing = {k for k, n in stems.items() if n > 1}
+
+    def caption_path(self, image: Path) -> Path:
+        name = image.name if (str(image.parent), image.stem) in self.clashing else image.stem
+        if self.output_dir is None:
+            return image.parent / f"{name}.txt"
+        folder = self.output_dir
+        if self.root is not None:
+            try:
+                folder = folder / image.parent.resolve().relative_to(self.root.resolve())
+            except ValueError:
+                pass
+        return folder / f"{name}.txt"
+
+    def write(self, results: Sequence[Result]) -> None:
+        for result in results:
+            target = self.caption_path(result.path)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp")
+                tmp.write_text(self.style.format(result.tagging) + "\n", encoding="utf-8")
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise OutputError(f"cannot write caption {target}: {exc.strerror}") from None
+
+
+class EmbeddingSink(TagSink):
+    """Embeddings as a float32 ``.npy`` (rows aligned with ``<name>.paths.txt``)."""
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.index = _StagedFile(target.with_suffix(".paths.txt"))
+        try:
+            fd, raw = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rows", dir=target.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
+        self.raw_path = Path(raw)
+        self.raw = os.fdopen(fd, "wb")
+        self.count, self.width = 0, 0
+
+    def write(self, results: Sequence[Result]) -> None:
+        for result in results:
+            vector = np.asarray(result.tagging.embedding, dtype=np.float32)
+            self.width = vector.shape[-1]
+            self.raw.write(vector.tobytes())
+            self.index.stream.write(display_path(result.path) + "\n")
+            self.count += 1
+        self.raw.flush()
+
+    def close(self) -> None:
+        self.raw.close()
+        rows = np.fromfile(self.raw_path, dtype=np.float32).reshape(self.count, self.width)
+        tmp = self.target.with_name(f".{self.target.name}.tmp.npy")
+        np.save(tmp, rows)
+        os.replace(tmp, self.target)
+        self.raw_path.unlink()
+        self.index.commit()
+
+
+@dataclass
+class SinkGroup(TagSink):
+    """Several sinks fed the same results."""
+
+    sinks: list[TagSink] = field(default_factory=list)
+
+    def write(self, results: Sequence[Result]) -> None:
+        for sink in self.sinks:
+            sink.write(results)
+
+    def close(self) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except (OSError, OutputError) as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def truncate_torn_line(path: Path) -> None:
+    """Cut a JSONL file after its last complete line (a killed writer may leave half a line)."""
+    try:
+        with open(path, "rb+") as handle:
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                handle.truncate(end)
+    except FileNotFoundError:
+        return
+
+
+def _open_text(path: Path, mode: str) -> TextIO:
+    try:
+        return open(path, mode, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

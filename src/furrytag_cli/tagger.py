@@ -1,0 +1,154 @@
+"""The tagging API: load a model once, then tag or embed any number of image files.
+
+    from furrytag_cli import Tagger
+    tagger = Tagger("efficientnet_v2_b3_300_2c")
+    for item in tagger.tag(["art/"]):
+        print(item.path, item.tagging.tags if item.ok else item.reason)
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from furrytag_cli.bundle import Bundle, load_bundle
+from furrytag_cli.decode import MAX_PIXELS, decode_with_pillow
+from furrytag_cli.discovery import discover
+from furrytag_cli.engine import Scores, load_engine
+from furrytag_cli.errors import ImageError
+from furrytag_cli.predict import Predictor, TagOptions, Tagging
+from furrytag_cli.registry import load_registry
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class Item:
+    """The outcome for one input file: a ``tagging``, or the ``reason`` it failed."""
+
+    index: int
+    path: Path
+    tagging: Tagging | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.tagging is not None
+
+
+def resolve_bundle(
+    model: str | Path | None,
+    *,
+    home: Path | None = None,
+    offline: bool = False,
+    progress: bool = False,
+) -> Bundle:
+    """A bundle from a path (folder or .zip) or a registry name (fetched when not cached)."""
+    registry = load_registry()
+    if model is not None and Path(model).exists():
+        return load_bundle(Path(model))
+    entry = registry.get(str(model) if model is not None else registry.default)
+    from furrytag_cli import store
+
+    root = store.ensure_model(entry, home=home, offline=offline, progress=progress)
+    return load_bundle(root, normalized=entry.normalized if entry.format == "legacy" else None)
+
+
+class Tagger:
+    """A loaded model plus the options that turn its scores into tags."""
+
+    def __init__(
+        self,
+        model: str | Path | Bundle | None = None,
+        *,
+        options: TagOptions = TagOptions(),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        embeddings: bool = False,
+        device: str = "auto",
+        home: Path | None = None,
+        offline: bool = False,
+        max_pixels: int = MAX_PIXELS,
+    ):
+        from furrytag_cli.tfruntime import configure_device
+
+        self.device = configure_device(device)
+        self.bundle = model if isinstance(model, Bundle) else resolve_bundle(
+            model, home=home, offline=offline
+        )
+        self.engine = load_engine(self.bundle, embeddings=embeddings)
+        self.predictor = Predictor(self.bundle, options)
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model and its weights (name@content hash)."""
+        if not hasattr(self, "_model_id"):
+            self._model_id = f"{self.bundle.name}@{self.bundle.fingerprint()}"
+        return self._model_id
+
+    def scores(self, images: Sequence[np.ndarray]) -> Scores:
+        """Scores for already decoded uint8 RGB images (each H×W×3), preprocessed per the bundle."""
+        from furrytag_cli.preprocess import preprocess_image
+        from furrytag_cli.tfruntime import tensorflow
+
+        tf = tensorflow()
+        batch = tf.stack([preprocess_image(tf.convert_to_tensor(i), self.bundle.preprocess) for i in images])
+        return self.engine(batch)
+
+    def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
+        """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""
+        from furrytag_cli.pipeline import inference_dataset
+
+        paths = list(paths)
+        rejected: dict[int, str] = {}
+        dataset = inference_dataset(
+            paths, self.bundle.preprocess, batch_size=self.batch_size,
+            rejected=rejected, max_pixels=self.max_pixels,
+        )
+        expected = 0
+        for indices, images in dataset:
+            scores = self.engine(images)
+            items = []
+            for row, index in enumerate(indices.numpy().tolist()):
+                items.extend(self._gap(expected, index, paths, rejected))
+                items.append(Item(index, paths[index], tagging=self.predictor.predict(scores, row)))
+                expected = index + 1
+            yield items
+        tail = self._gap(expected, len(paths), paths, rejected)
+        if tail:
+            yield tail
+
+    def tag(self, inputs: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Item]:
+        """Tag files and folders (expanded like the CLI does); yield one item per file."""
+        found = discover([str(p) for p in inputs], recursive=recursive)
+        for path_text, reason in found.problems:
+            yield Item(-1, Path(path_text), reason=reason)
+        for items in self.tag_batches(found.files):
+            yield from items
+
+    def embed(self, inputs: Iterable[str | Path]) -> Iterator[tuple[Path, np.ndarray]]:
+        """The feature vector of each image that could be decoded (needs ``embeddings=True``)."""
+        if not self.engine.embeddings:
+            raise ValueError("create the Tagger with embeddings=True to call embed()")
+        for item in self.tag(inputs):
+            if item.ok:
+                yield item.path, item.tagging.embedding
+
+    def _gap(self, start: int, stop: int, paths: Sequence[Path], rejected: dict[int, str]) -> list[Item]:
+        """Items for the inputs the pipeline skipped between ``start`` and ``stop``."""
+        items = []
+        for index in range(start, stop):
+            if index in rejected:
+                items.append(Item(index, paths[index], reason=rejected.pop(index)))
+                continue
+            # TensorFlow could not decode it; Pillow either tags it or tells why.
+            try:
+                image = decode_with_pillow(paths[index], self.bundle.preprocess)
+            except ImageError as exc:
+                items.append(Item(index, paths[index], reason=str(exc)))
+                continue
+            tagging = self.predictor.predict(self.scores([image]), 0)
+            items.append(Item(index, paths[index], tagging=tagging))
+        return items
