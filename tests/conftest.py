@@ -1,7 +1,8 @@
-"""Shared fixtures: an isolated cache per test, tiny real models, real image files."""
+"""Shared fixtures: an isolated cache per test, tiny real models, random score sets."""
 
 import os
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,3 +30,34 @@ def legacy_zip(tmp_path_factory):
     from tests.modelfactory import make_legacy_zip
 
     return make_legacy_zip(tmp_path_factory.mktemp("legacy"))
+
+
+@pytest.fixture
+def make_scoreset():
+    """Build a ScoreSet of random labels and scores correlated with them.
+
+    Head ``a`` holds the edge cases: tag ``a0`` never true, ``a1`` never predicted at
+    0.5 (scores below 0.5), ``a2`` true on every image; scores are rounded so ties occur.
+    """
+
+    from furrytag_cli.scoreset import ScoreSet
+
+    def build(images: int = 400, seed: int = 0, rating: bool = True) -> ScoreSet:
+        rng = np.random.default_rng(seed)
+        sizes = {"a": 5, "b": 7, "c": 3}
+        y_true, scores = {}, {}
+        for head, size in sizes.items():
+            y = rng.random((images, size)) < rng.uniform(0.02, 0.4, size)
+            s = np.clip(0.35 * y + rng.normal(0.3, 0.2, (images, size)), 0, 1)
+            y_true[head], scores[head] = y, np.round(s, 2).astype(np.float32)
+        y_true["a"][:, 0] = False
+        scores["a"][:, 1] *= 0.49
+        y_true["a"][:, 2] = True
+        tags = {h: tuple(f"{h}{i}" for i in range(n)) for h, n in sizes.items()}
+        r_true = r_score = None
+        if rating:
+            r_true = rng.integers(0, 3, images) / 2
+            r_score = np.clip(r_true + rng.normal(0, 0.2, images), 0, 1)
+        return ScoreSet(tags, y_true, scores, r_true, r_score, meta={"model": "test"})
+
+    return build
