@@ -1,11 +1,7 @@
 """Shared fixtures: an isolated cache per test, tiny real models, random score sets."""
 
-import os
-
 import numpy as np
 import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(autouse=True)

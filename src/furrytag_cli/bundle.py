@@ -142,11 +142,15 @@ def locate_bundle(path: Path) -> Path:
 
 
 def _unpack_zip(path: Path) -> Path:
-    from furrytag_cli.archive import extract_archive
+    """Unpack a zipped bundle once into the cache (keyed by the zip's path, size and mtime)."""
+    from furrytag_cli.archive import extract
+    from furrytag_cli.cache import cache_home
 
-    target = path.with_name(path.name + ".unpacked")
-    if not target.is_dir() or target.stat().st_mtime < path.stat().st_mtime:
-        extract_archive(path, target)
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_home() / "unpacked" / f"{path.stem}-{key[:16]}"
+    if not target.is_dir():
+        extract(path, target)
     return target
 
 

@@ -72,10 +72,10 @@ class Tagger:
     ):
         from furrytag_cli.tfruntime import configure_device
 
-        self.device = configure_device(device)
         self.bundle = model if isinstance(model, Bundle) else resolve_bundle(
             model, home=home, offline=offline
         )
+        self.device = configure_device(device)
         self.engine = load_engine(self.bundle, embeddings=embeddings)
         self.predictor = Predictor(self.bundle, options)
         self.batch_size = batch_size
