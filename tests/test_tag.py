@@ -1,0 +1,281 @@
+"""``furrytag tag`` end to end on real files with a tiny real model."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from furrytag_cli.bundle import load_bundle
+from tests.clirunner import invoke, spawn
+from tests.imagefactory import write_bad_images, write_good_images
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    return lambda *args, **kw: invoke(capsys, monkeypatch, *args, **kw)
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gallery")
+    good = write_good_images(root / "art")
+    write_good_images(root / "art" / "sub")
+    return root, good
+
+
+def records(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_every_good_kind_is_tagged_and_every_bad_file_reported(run, native_bundle_dir, tmp_path):
+    good = write_good_images(tmp_path / "mix")
+    bad = write_bad_images(tmp_path / "mix")
+    (tmp_path / "mix" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    result = run("tag", tmp_path / "mix", "-m", native_bundle_dir, "-o", tmp_path / "out.jsonl")
+    assert result.code == 1
+    done = {os.path.basename(r["path"]) for r in records((tmp_path / "out.jsonl").read_text())}
+    assert done == set(good)
+    report = (tmp_path / "out.jsonl.failures.tsv").read_text()
+    for name in [*bad, "dangling.png"]:
+        assert name in result.stderr and name in report
+    assert "decompression bomb" in report and "empty file" in report and "truncated" in report
+    assert "Tagged 10," in result.stderr and "failed 6 of 16" in result.stderr
+
+
+def test_record_fields_and_tags_follow_the_scores(run, native_bundle_dir, gallery):
+    root, good = gallery
+    out = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--all-scores", "-q")
+    assert out.code == 0 and out.stderr == ""
+    (record,) = records(out.stdout)
+    assert record["path"] == str(good["photo.jpg"])
+    assert set(record["tags"]) == {"action", "body", "clothing", "identity", "species"}
+    for head, kept in record["tags"].items():
+        scores = record["scores"][head]
+        assert kept == {t: s for t, s in scores.items() if s > 0.5} or all(
+            scores[t] > 0.5 for t in kept)
+        assert list(kept.values()) == sorted(kept.values(), reverse=True)
+    assert record["rating"] in ("safe", "questionable", "explicit")
+    assert record["model"].startswith("tiny-test@")
+    assert record["file"]["size"] == good["photo.jpg"].stat().st_size
+
+
+def test_thresholds_top_k_heads_and_rating_cuts(run, native_bundle_dir, gallery):
+    _, good = gallery
+    base = records(run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--all-scores", "-q").stdout)[0]
+    species = base["scores"]["species"]
+    cut = sorted(species.values())[-4]
+    out = records(run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-q", "--threshold", "0",
+                      "--head-threshold", f"species={cut}", "--top-k", "2", "--heads", "species,body",
+                      "--rating-cuts", "0,0", "--exclude-tags", "feet").stdout)[0]
+    assert set(out["tags"]) == {"species", "body"}
+    expected = sorted((s for s in species.values() if s > cut), reverse=True)[:2]
+    assert list(out["tags"]["species"].values()) == expected
+    assert len(out["tags"]["body"]) == 2 and "feet" not in out["tags"]["body"]
+    assert out["rating"] == "explicit"
+    bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--head-threshold", "specie=0.3")
+    assert bad.code == 1 and "did you mean 'species'" in bad.stderr
+    bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--heads", "speciess")
+    assert bad.code == 1 and "unknown head 'speciess'" in bad.stderr
+
+
+def test_tuned_thresholds_in_the_bundle_are_used_unless_disabled(run, native_bundle_dir, gallery, tmp_path):
+    from furrytag_cli.bundle import write_metadata
+
+    _, good = gallery
+    copy = tmp_path / "tuned"
+    shutil.copytree(native_bundle_dir, copy)
+    bundle = load_bundle(copy)
+    bundle.thresholds = {"global": 0.0, "per_head": {"body": 1.0}, "per_tag": {"species": {"wolf": 1.0}}}
+    write_metadata(bundle)
+    out = records(run("tag", good["photo.jpg"], "-m", copy, "-q").stdout)[0]
+    assert len(out["tags"]["action"]) == 71 and out["tags"]["body"] == {}
+    assert len(out["tags"]["species"]) == 49 and "wolf" not in out["tags"]["species"]
+    plain = records(run("tag", good["photo.jpg"], "-m", copy, "-q", "--no-tuned-thresholds").stdout)[0]
+    assert len(plain["tags"]["action"]) < 71
+
+
+def test_input_forms_stdin_list_glob_and_recursion(run, native_bundle_dir, gallery, tmp_path):
+    root, good = gallery
+    art = root / "art"
+
+    def names(result):
+        assert result.code == 0, result.stderr
+        return [os.path.relpath(r["path"], art) for r in records(result.stdout)]
+
+    everything = names(run("tag", art, "-m", native_bundle_dir, "-q"))
+    assert len(everything) == 20 and everything == sorted(everything)
+    assert len(names(run("tag", art, "-m", native_bundle_dir, "-q", "--no-recursive"))) == 10
+    assert names(run("tag", art, "-m", native_bundle_dir, "-q", "--glob", "*.png", "--exclude", "sub/*")) == [
+        "alpha.png", "deep16.png", "gray.png", "palette.png"]
+    listed = f"{good['anim.gif']}\n{good['photo.jpg']}\n{good['anim.gif']}\n"
+    assert names(run("tag", "-", "-m", native_bundle_dir, "-q", stdin=listed)) == ["anim.gif", "photo.jpg"]
+    assert names(run("tag", "-", "-0", "-m", native_bundle_dir, "-q",
+                     stdin=f"{good['bitmap.bmp']}\0{good['still.webp']}\0")) == ["bitmap.bmp", "still.webp"]
+    (tmp_path / "list.txt").write_text(f"{good['gray.png']}\n")
+    assert names(run("tag", f"@{tmp_path / 'list.txt'}", "-m", native_bundle_dir, "-q")) == ["gray.png"]
+    missing = run("tag", f"@{tmp_path / 'nope.txt'}", "-m", native_bundle_dir)
+    assert missing.code == 1 and "cannot read the list file" in missing.stderr
+    nothing = tmp_path / "empty"
+    nothing.mkdir()
+    result = run("tag", nothing, "-m", native_bundle_dir)
+    assert result.code == 1 and "no images found" in result.stderr
+
+
+def test_image_without_extension_is_found_by_content(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    folder = tmp_path / "noext"
+    folder.mkdir()
+    shutil.copy(good["photo.jpg"], folder / "download")
+    (folder / "readme").write_text("not an image")
+    out = run("tag", folder, "-m", native_bundle_dir, "-q")
+    assert [os.path.basename(r["path"]) for r in records(out.stdout)] == ["download"]
+
+
+def test_json_and_csv_outputs(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    files = [good["photo.jpg"], good["alpha.png"]]
+    assert run("tag", *files, "-m", native_bundle_dir, "-f", "json", "-o", tmp_path / "o.json", "-q").code == 0
+    data = json.loads((tmp_path / "o.json").read_text())
+    assert [r["path"] for r in data] == sorted(map(str, files))
+    assert run("tag", *files, "-m", native_bundle_dir, "-f", "csv", "-o", tmp_path / "o.csv", "-q").code == 0
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    assert list(rows[0]) == ["path", "action", "body", "clothing", "identity", "species", "rating", "rating_score"]
+    for row, record in zip(rows, data):
+        assert row["species"].split() == list(record["tags"]["species"])
+        assert row["rating"] == record["rating"]
+    assert run("tag", *files, "-m", native_bundle_dir, "-f", "csv", "--long", "-o", tmp_path / "l.csv", "-q").code == 0
+    long_rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    assert list(long_rows[0]) == ["path", "head", "tag", "score"]
+    assert len(long_rows) == sum(len(t) for r in data for t in r["tags"].values()) + 2
+    again = run("tag", *files, "-m", native_bundle_dir, "-f", "csv", "-o", tmp_path / "o.csv")
+    assert again.code == 1 and "already exists" in again.stderr
+
+
+def test_captions_beside_images_and_mirrored(run, native_bundle_dir, tmp_path):
+    good = write_good_images(tmp_path / "set" / "a")
+    shutil.copy(good["photo.jpg"], tmp_path / "set" / "a" / "alpha.jpg")
+    result = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--threshold", "0.5",
+                 "--prefix", "my_trigger", "--no-underscores", "--escape-parens", "--top-k", "3", "-q")
+    assert result.code == 0, result.stderr
+    folder = tmp_path / "set" / "a"
+    assert (folder / "alpha.png.txt").is_file() and (folder / "alpha.jpg.txt").is_file()
+    assert not (folder / "alpha.txt").exists() and (folder / "photo.txt").is_file()
+    caption = (folder / "photo.txt").read_text().strip().split(", ")
+    assert caption[0] == "my trigger" and all("_" not in word for word in caption)
+    mirrored = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt",
+                   "--output-dir", tmp_path / "captions", "-q")
+    assert mirrored.code == 0 and (tmp_path / "captions" / "a" / "photo.txt").is_file()
+    (folder / "photo.txt").write_text("hand written\n")
+    run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--skip-existing", "-q")
+    assert (folder / "photo.txt").read_text() == "hand written\n"
+
+
+def test_caption_order_and_underscores(native_bundle_dir):
+    from furrytag_cli.predict import Tagging
+    from furrytag_cli.sinks import CaptionStyle
+
+    tagging = Tagging(tags={"body": [("long_tail", 0.6)], "species": [("canid", 0.9), ("pokemon_(species)", 0.7)]},
+                      rating="safe", rating_score=0.1)
+    assert CaptionStyle().format(tagging) == "canid, pokemon_(species), long_tail"
+    assert CaptionStyle(order="head", underscores=False, escape_parens=True, suffix=("x",)).format(
+        tagging) == "long tail, canid, pokemon \\(species\\), x"
+
+
+def test_resume_after_a_torn_line_tags_only_what_is_missing(run, native_bundle_dir, gallery, tmp_path):
+    root, _ = gallery
+    out = tmp_path / "run.jsonl"
+    assert run("tag", root / "art", "-m", native_bundle_dir, "-o", out, "-q").code == 0
+    full = out.read_text().splitlines(keepends=True)
+    # A run killed mid-write: 7 complete lines and half of the 8th.
+    out.write_text("".join(full[:7]) + full[7][: len(full[7]) // 2])
+    result = run("tag", root / "art", "-m", native_bundle_dir, "-o", out, "--resume")
+    assert result.code == 0 and "skipped 7 already done" in result.stderr
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in resumed] == [json.loads(line)["path"] for line in full]
+    assert run("tag", root / "art", "-m", native_bundle_dir, "-o", out, "--resume", "-q").code == 0
+    assert len(out.read_text().splitlines()) == 20
+
+
+def test_embeddings_are_row_aligned_with_paths(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    files = [good["photo.jpg"], good["gray.png"], good["anim.gif"]]
+    result = run("tag", *files, "-m", native_bundle_dir, "--embeddings", tmp_path / "emb.npy", "-q")
+    assert result.code == 0
+    vectors = np.load(tmp_path / "emb.npy")
+    assert vectors.shape == (3, 64) and vectors.dtype == np.float32
+    assert (tmp_path / "emb.paths.txt").read_text().splitlines() == sorted(map(str, files))
+
+
+def test_output_problems_are_reported_before_work(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", tmp_path / "no" / "out.jsonl")
+    assert result.code == 1 and "does not exist" in result.stderr
+    result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-f", "xml")
+    assert result.code == 1 and "--format must be one of" in result.stderr
+
+
+def test_python_api(native_bundle_dir, gallery):
+    from furrytag_cli import Tagger
+
+    _, good = gallery
+    tagger = Tagger(native_bundle_dir, embeddings=True)
+    items = list(tagger.tag([good["photo.jpg"], good["cmyk.jpg"]]))
+    assert [i.ok for i in items] == [True, True]
+    assert dict(tagger.embed([good["photo.jpg"]]))[good["photo.jpg"]].shape == (64,)
+    decoded = np.zeros((40, 50, 3), np.uint8)
+    assert tagger.scores([decoded, decoded]).heads["species"].shape == (2, 50)
+
+
+def test_alpha_is_composited_on_white_for_native_bundles(native_bundle_dir, tmp_path):
+    from PIL import Image
+
+    from furrytag_cli import Tagger
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., :3] = 10
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(tmp_path / "white.png")
+    tagger = Tagger(native_bundle_dir)
+    batches = [i for b in tagger.tag_batches([tmp_path / "clear.png", tmp_path / "white.png"]) for i in b]
+    assert batches[0].tagging.rating_score == batches[1].tagging.rating_score
+
+
+def test_closed_pipe_ends_quietly(native_bundle_dir, gallery):
+    root, _ = gallery
+    tagger = spawn("tag", root / "art", "-m", native_bundle_dir, "--batch-size", "1",
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = tagger.stdout.readline()
+    assert json.loads(first)["path"]
+    tagger.stdout.close()
+    _, err = tagger.communicate(timeout=120)
+    assert tagger.returncode == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_flushes_what_is_done_and_exits_130(native_bundle_dir, tmp_path):
+    many = tmp_path / "many"
+    write_good_images(many)
+    for i in range(150):
+        shutil.copytree(many, tmp_path / "pile" / f"c{i}", ignore=shutil.ignore_patterns("c*"))
+    out = tmp_path / "out.json"
+    proc = spawn("tag", tmp_path / "pile", "-m", native_bundle_dir, "--batch-size", "2", "-f", "json",
+                 "-o", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".out.json.*.tmp")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    data = json.loads(out.read_text())
+    assert 0 < len(data) < 1350
+    assert "Stopping after the current batch" in err.decode()
