@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import models, tag
+from furrytag_cli.cli import download, models, tag
 from furrytag_cli.errors import FurrytagError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("models")(models.models_command)
+app.command("download")(download.download_command)
 app.command("tag")(tag.tag_command)
 
 _state = {"debug": False}

@@ -1,0 +1,110 @@
+"""``furrytag download``: fetch, verify and unpack a model into the cache."""
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+import typer
+
+from furrytag_cli.cache import model_dir, read_manifest
+from furrytag_cli.registry import load_registry
+
+_ARCHIVE_SUFFIX = re.compile(r"\.(zip|tar\.gz|tgz)$", re.IGNORECASE)
+
+
+def download_command(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A known model (see `furrytag models`), or the name to install "
+                            "a --url or --from-file archive under."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Fetch from this URL instead (a mirror or any zip/tar.gz; "
+                                   "Google Drive share links work)."),
+    ] = None,
+    name_option: Annotated[
+        str | None,
+        typer.Option("--name", help="Name to install a --url model under "
+                                    "(default: the URL's file name)."),
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Expected sha256 of the archive; on a mismatch "
+                                      "nothing is installed."),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", help="Install an archive already on disk (with NAME)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch again even when cached, replacing the copy.")
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never use the network: check the cached copy.")
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."),
+    ] = None,
+) -> None:
+    """Fetch a model, check its sha256, and unpack it into the cache."""
+    from furrytag_cli import store
+
+    if name and name_option and name != name_option:
+        raise typer.BadParameter(f"NAME {name!r} and --name {name_option!r} disagree; give one")
+    name = name or name_option
+    if url and from_file:
+        raise typer.BadParameter("give either --url or --from-file, not both")
+    if offline and (url or from_file or force):
+        raise typer.BadParameter("--offline only checks a cached model; drop --url, "
+                                 "--from-file and --force, or drop --offline")
+    registry = load_registry()
+    pin = sha256 or (registry.models[name].sha256 if name in registry else None)
+    if from_file is not None:
+        if not name:
+            raise typer.BadParameter("--from-file needs the NAME to install the model under")
+        bundle = store.install_from_file(name, from_file, sha256=pin, home=cache_dir,
+                                         force=force)
+    elif url:
+        name = name or _name_from_url(url)
+        bundle = store.install_from_url(name, url, sha256=pin, home=cache_dir, force=force)
+    elif not name:
+        raise typer.BadParameter("give a model NAME (see `furrytag models`), or --url URL")
+    elif name not in registry and force:
+        source = (read_manifest(name, cache_dir) or {}).get("source", "")
+        if not source.startswith(("https:", "http:")):
+            raise typer.BadParameter(f"{name!r} is not a known model; to replace it, "
+                                     f"pass --url URL or --from-file ARCHIVE")
+        bundle = store.install_from_url(name, source, sha256=pin, home=cache_dir, force=True)
+    elif name not in registry:
+        bundle = store.ensure_model(name, home=cache_dir, offline=offline)
+    else:
+        entry = dataclasses.replace(registry.get(name), sha256=pin)
+        if force:
+            bundle = store.install_from_url(name, entry.source_url, sha256=pin,
+                                            home=cache_dir, force=True)
+        else:
+            bundle = store.ensure_model(entry, home=cache_dir, offline=offline)
+    _report(name, bundle, cache_dir)
+
+
+def _name_from_url(url: str) -> str:
+    stem = _ARCHIVE_SUFFIX.sub("", unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
+    if not stem or stem in ("uc", "download", "view") or not re.fullmatch(r"[\w.-]+", stem):
+        raise typer.BadParameter(f"cannot tell a model name from {url}; pass --name NAME")
+    return stem
+
+
+def _report(name: str, bundle: Path, cache_dir: Path | None) -> None:
+    manifest = read_manifest(name, cache_dir) or {}
+    digest = manifest.get("sha256", "?")
+    pinned = "pinned" if manifest.get("pinned") else (
+        f"recorded on first use; pin it with --sha256 {digest}")
+    typer.echo(f"Model   {name}")
+    typer.echo(f"Source  {manifest.get('source', '?')}")
+    typer.echo(f"Stored  {model_dir(name, cache_dir)}")
+    typer.echo(f"Bundle  {bundle}")
+    typer.echo(f"sha256  {digest} ({pinned})")
