@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -64,3 +66,12 @@ def test_unwritable_report_folder(evaluated, tmp_path):
     (tmp_path / "taken").write_text("")
     with pytest.raises(OutputError, match="cannot create report folder .*taken"):
         write_report(tmp_path / "taken", evaluation, data)
+
+
+def test_evaluation_modules_import_neither_tensorflow_nor_matplotlib():
+    code = (
+        "import sys, furrytag_cli.report, furrytag_cli.tables, furrytag_cli.thresholds;"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'sklearn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -10,7 +10,8 @@ from furrytag_cli.scoreset import ScoreSet
 def test_cache_round_trip(make_scoreset, tmp_path):
     data = make_scoreset()
     path = data.save(tmp_path / "sub" / "scores.npz")
-    assert path == tmp_path / "sub" / "scores.npz" and [p.name for p in path.parent.iterdir()] == ["scores.npz"]
+    assert path == tmp_path / "sub" / "scores.npz"
+    assert [p.name for p in path.parent.iterdir()] == ["scores.npz"]  # no temporary file left
     loaded = ScoreSet.load(path)
     assert loaded.tags == data.tags and loaded.meta == {"model": "test"}
     for head in data.heads:
@@ -45,11 +46,13 @@ def test_unwritable_cache_path(make_scoreset, tmp_path):
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda f: f["scores"].pop("b"), "scores are given for heads \\['a', 'c'\\]"),
-    (lambda f: f["scores"].update(a=np.zeros((3, 2))), "'a': scores have shape \\(3, 2\\); expected \\(3, 1\\)"),
+    (lambda f: f["scores"].update(a=np.zeros((3, 2))),
+     "'a': scores have shape \\(3, 2\\); expected \\(3, 1\\)"),
     (lambda f: f["y_true"].update(a=np.full((3, 1), 2)), "labels must be 0 or 1"),
     (lambda f: f["scores"].update(a=np.full((3, 1), np.nan)), "NaN or infinity"),
     (lambda f: f.update(rating_true=np.zeros(3)), "both rating targets and rating scores"),
-    (lambda f: f.update(rating_true=np.zeros(2), rating_score=np.zeros(2)), "must hold 3 finite numbers"),
+    (lambda f: f.update(rating_true=np.zeros(2), rating_score=np.zeros(2)),
+     "must hold 3 finite numbers"),
     (lambda f: f.update(tags={}, y_true={}, scores={}), "at least one multi-label head"),
     (lambda f: f.update(y_true={h: np.zeros((0, 1)) for h in "abc"}), "at least one image"),
 ])

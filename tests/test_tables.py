@@ -21,8 +21,8 @@ def test_evaluation_tables_show_every_group_and_the_rating(make_scoreset):
     evaluation = evaluate_scores(make_scoreset(), {"0.5": 0.5, "0.3": 0.3})
     text = _text(evaluation=evaluation)
     overall = evaluation.settings["0.3"].overall
-    for needle in ("0.5", "0.3", "frequent tags", "rare tags", "explicit", "best", f"{overall.micro.f1:.3f}"):
-        assert needle in text
+    needles = ("0.5", "0.3", "frequent tags", "rare tags", "explicit", "best", f"{overall.micro.f1:.3f}")
+    assert all(needle in text for needle in needles)
     assert all(f" {head} " in text for head in ("a", "b", "c"))
     assert f"accuracy {evaluation.rating.accuracy:.3f}" in text
 

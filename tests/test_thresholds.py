@@ -60,7 +60,8 @@ def test_shrinkage_pulls_rare_tags_toward_their_head():
     assert shrunk.per_tag["high"]["high1"] == pytest.approx(0.5 * own + 0.5 * head)
     support = int(data.y_true["high"][:, 0].sum())
     w = support / (support + 4)
-    assert shrunk.per_tag["high"]["high0"] == pytest.approx(w * raw.per_tag["high"]["high0"] + (1 - w) * head)
+    expected = w * raw.per_tag["high"]["high0"] + (1 - w) * head
+    assert shrunk.per_tag["high"]["high0"] == pytest.approx(expected)
 
 
 def test_global_thresholds_on_constructed_scores():
