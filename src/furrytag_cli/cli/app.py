@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import download, models, tag
+from furrytag_cli.cli import dataset, download, models, tag
 from furrytag_cli.errors import FurrytagError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("models")(models.models_command)
 app.command("download")(download.download_command)
 app.command("tag")(tag.tag_command)
+app.add_typer(dataset.app, name="dataset")
 
 _state = {"debug": False}
 

@@ -1,0 +1,320 @@
+"""Downloading a dataset's images from e621 (or a mirror) into a content-addressed tree.
+
+Originals land in ``<data>/images/ab/cd/<md5>.<ext>`` and are checked against the md5
+in the manifest; downsized samples (``sample=True``) in ``<data>/samples/ab/cd/<md5>.jpg``
+(e621 publishes no md5 for them, so they are checked by decoding). A file is moved into
+the tree only once checked, so a file that is there is complete and a rerun skips it.
+Requests are rate-limited across all workers; failures are retried with exponential
+backoff and the ones that remain are listed in ``<data>/fetch-failures.jsonl``.
+"""
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from furrytag_cli import __version__
+from furrytag_cli.e621 import E621_BASE_URL, file_url, sample_url
+from furrytag_cli.errors import ConfigError, DatasetError
+from furrytag_cli.manifest import SPLITS, ManifestEntry, iter_manifest
+
+IMAGES = "images"
+SAMPLES = "samples"
+FAILURES = "fetch-failures.jsonl"
+DEFAULT_USER_AGENT = f"furrytag/{__version__} (e621 dataset fetcher)"
+_CHUNK = 1 << 16
+_MAX_BACKOFF = 60.0
+
+
+def original_path(data_dir: Path, md5: str, ext: str) -> Path:
+    """Where a post's original file is stored."""
+    return Path(data_dir) / IMAGES / md5[0:2] / md5[2:4] / f"{md5}.{ext}"
+
+
+def sample_path(data_dir: Path, md5: str) -> Path:
+    """Where a post's downsized sample is stored."""
+    return Path(data_dir) / SAMPLES / md5[0:2] / md5[2:4] / f"{md5}.jpg"
+
+
+def local_image(data_dir: Path, entry: ManifestEntry) -> Path | None:
+    """The fetched image of a post (the original if present, else the sample), or None."""
+    for path in (original_path(data_dir, entry.md5, entry.ext), sample_path(data_dir, entry.md5)):
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Where images come from and how politely they are fetched."""
+
+    base_url: str = E621_BASE_URL
+    sample: bool = False
+    user_agent: str = DEFAULT_USER_AGENT
+    rate: float = 2.0
+    concurrency: int = 3
+    retries: int = 4
+    backoff: float = 2.0
+    timeout: float = 60.0
+    splits: tuple[str, ...] = SPLITS
+    recheck: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--base-url must start with http:// or https://; received {self.base_url!r}"
+            )
+        if not self.user_agent.strip():
+            raise ConfigError("--user-agent is empty; e621 asks every client to name itself")
+        checks = {
+            "--rate": self.rate >= 0, "--concurrency": self.concurrency >= 1,
+            "--retries": self.retries >= 0, "--timeout": self.timeout > 0,
+            "backoff": self.backoff >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                value = getattr(self, name.lstrip("-"))
+                raise ConfigError(f"{name} is out of range; received {value}")
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown:
+            raise ConfigError(f"unknown split(s) {', '.join(unknown)}; splits are {', '.join(SPLITS)}")
+
+
+@dataclass
+class FetchReport:
+    """What a fetch run did."""
+
+    downloaded: int = 0
+    present: int = 0
+    failed: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    failures: Path | None = None
+
+
+def fetch_images(
+    data_dir: Path, options: FetchOptions | None = None, *, progress: bool = False
+) -> FetchReport:
+    """Download the images the manifest names that are not already stored and verified."""
+    data_dir = Path(data_dir)
+    options = options or FetchOptions()
+    started = time.perf_counter()
+    report = FetchReport()
+    todo = 0
+    for entry in iter_manifest(data_dir, options.splits):
+        if _stored(data_dir, entry, options):
+            report.present += 1
+        else:
+            todo += 1
+    fetcher = _Fetcher(data_dir, options)
+    bar = _bar(todo) if progress and todo else None
+    failures: list[dict] = []
+
+    def settle(done) -> None:
+        for future in done:
+            entry, size, error = future.result()
+            if error is None:
+                report.downloaded += 1
+                report.bytes += size
+            else:
+                failures.append({"id": entry.id, "md5": entry.md5, **error})
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(failed=len(failures), refresh=False)
+
+    pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="fetch")
+    try:
+        pending = set()
+        for entry in iter_manifest(data_dir, options.splits):
+            if _stored(data_dir, entry, options):
+                continue
+            pending.add(pool.submit(fetcher.fetch, entry))
+            # A bounded window keeps memory flat on manifests of millions of posts.
+            if len(pending) >= 4 * options.concurrency:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                settle(done)
+        settle(wait(pending).done)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    report.failed = len(failures)
+    report.failures = _write_failures(data_dir, failures)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _stored(data_dir: Path, entry: ManifestEntry, options: FetchOptions) -> bool:
+    original = original_path(data_dir, entry.md5, entry.ext)
+    if original.is_file():
+        if options.recheck and _md5_of(original) != entry.md5:
+            original.unlink()
+            return False
+        return True
+    return options.sample and sample_path(data_dir, entry.md5).is_file()
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_failures(data_dir: Path, failures: list[dict]) -> Path | None:
+    path = data_dir / FAILURES
+    if not failures:
+        path.unlink(missing_ok=True)
+        return None
+    failures.sort(key=lambda f: f["id"])
+    path.write_text("".join(json.dumps(f) + "\n" for f in failures), encoding="utf-8")
+    return path
+
+
+def _bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="fetch", dynamic_ncols=True)
+
+
+class _RateLimit:
+    """Spaces request starts at least ``1 / rate`` seconds apart across threads."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class _Failed(Exception):
+    pass
+
+
+class _Fetcher:
+    """Fetches one post's image; one requests.Session per worker thread."""
+
+    def __init__(self, data_dir: Path, options: FetchOptions) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self._limit = _RateLimit(options.rate)
+        self._local = threading.local()
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = self._local.session = requests.Session()
+            session.headers["User-Agent"] = self.options.user_agent
+        return session
+
+    def fetch(self, entry: ManifestEntry) -> tuple[ManifestEntry, int, dict | None]:
+        """(entry, bytes stored, None) on success, else (entry, 0, {"url", "error"})."""
+        base = self.options.base_url
+        original = (file_url(entry.md5, entry.ext, base),
+                    original_path(self.data_dir, entry.md5, entry.ext), entry.md5)
+        # e621 has samples only of large images; for the others the original is the sample.
+        targets = [(sample_url(entry.md5, base), sample_path(self.data_dir, entry.md5), None),
+                   original] if self.options.sample else [original]
+        for url, dest, md5 in targets:
+            try:
+                return entry, self._download(url, dest, md5), None
+            except _NotFound:
+                error = "HTTP 404 Not Found"
+            except _Failed as exc:
+                return entry, 0, {"url": url, "error": str(exc)}
+        return entry, 0, {"url": url, "error": error}
+
+    def _download(self, url: str, dest: Path, md5: str | None) -> int:
+        import requests
+
+        options = self.options
+        reason = ""
+        for attempt in range(options.retries + 1):
+            self._limit.wait()
+            try:
+                return self._get(url, dest, md5)
+            except _Retryable as exc:
+                reason, delay = str(exc), exc.delay
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                reason, delay = f"{type(exc).__name__}: {exc}", None
+            if attempt < options.retries:
+                time.sleep(min(_MAX_BACKOFF, delay if delay is not None
+                               else options.backoff * 2**attempt))
+        raise _Failed(f"{reason} (gave up after {options.retries + 1} attempts)")
+
+    def _get(self, url: str, dest: Path, md5: str | None) -> int:
+        timeout = (min(10.0, self.options.timeout), self.options.timeout)
+        with self._session().get(url, stream=True, timeout=timeout) as response:
+            status = response.status_code
+            if status == 404:
+                raise _NotFound()
+            if status == 429 or status >= 500:
+                raise _Retryable(f"HTTP {status} {response.reason}",
+                                 _retry_after(response.headers.get("Retry-After")))
+            if status != 200:
+                raise _Failed(f"HTTP {status} {response.reason}")
+            part = dest.with_name(dest.name + ".part")
+            digest = hashlib.md5()
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with part.open("wb") as sink:
+                    for chunk in response.iter_content(_CHUNK):
+                        digest.update(chunk)
+                        sink.write(chunk)
+            except OSError as exc:
+                raise DatasetError(f"cannot write {part}: {exc}; check the disk") from None
+        problem = _check(part, md5, digest.hexdigest())
+        if problem:
+            part.unlink(missing_ok=True)
+            raise _Retryable(problem)
+        size = part.stat().st_size
+        os.replace(part, dest)
+        return size
+
+
+def _check(path: Path, md5: str | None, received: str) -> str | None:
+    """Why a downloaded file is not the one wanted, or None when it is."""
+    if md5 is not None:
+        return None if received == md5 else f"md5 mismatch: expected {md5}, received {received}"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        return f"not a readable image ({exc})"
+    return None
+
+
+def _retry_after(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
