@@ -37,6 +37,21 @@ class Item:
         return self.tagging is not None
 
 
+@dataclass
+class Scored:
+    """The model's raw outcome for one input file: row ``row`` of ``scores``, or a ``reason``."""
+
+    index: int
+    path: Path
+    scores: Scores | None = None
+    row: int = 0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.scores is not None
+
+
 def resolve_bundle(
     model: str | Path | None,
     *,
@@ -97,8 +112,12 @@ class Tagger:
         batch = tf.stack([preprocess_image(tf.convert_to_tensor(i), self.bundle.preprocess) for i in images])
         return self.engine(batch)
 
-    def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
-        """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""
+    def score_batches(self, paths: Sequence[Path]) -> Iterator[list[Scored]]:
+        """Score ``paths`` (files) in order; yield the outcomes of each batch as it finishes.
+
+        Every path gets exactly one outcome, in input order: its row of a batch's scores,
+        or the reason it could not be read.
+        """
         from furrytag_cli.pipeline import inference_dataset
 
         paths = list(paths)
@@ -110,15 +129,24 @@ class Tagger:
         expected = 0
         for indices, images in dataset:
             scores = self.engine(images)
-            items = []
+            batch = []
             for row, index in enumerate(indices.numpy().tolist()):
-                items.extend(self._gap(expected, index, paths, rejected))
-                items.append(Item(index, paths[index], tagging=self.predictor.predict(scores, row)))
+                batch.extend(self._gap(expected, index, paths, rejected))
+                batch.append(Scored(index, paths[index], scores=scores, row=row))
                 expected = index + 1
-            yield items
+            yield batch
         tail = self._gap(expected, len(paths), paths, rejected)
         if tail:
             yield tail
+
+    def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
+        """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""
+        for batch in self.score_batches(paths):
+            yield [
+                Item(s.index, s.path, tagging=self.predictor.predict(s.scores, s.row))
+                if s.ok else Item(s.index, s.path, reason=s.reason)
+                for s in batch
+            ]
 
     def tag(self, inputs: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Item]:
         """Tag files and folders (expanded like the CLI does); yield one item per file."""
@@ -136,19 +164,18 @@ class Tagger:
             if item.ok:
                 yield item.path, item.tagging.embedding
 
-    def _gap(self, start: int, stop: int, paths: Sequence[Path], rejected: dict[int, str]) -> list[Item]:
-        """Items for the inputs the pipeline skipped between ``start`` and ``stop``."""
-        items = []
+    def _gap(self, start: int, stop: int, paths: Sequence[Path], rejected: dict[int, str]) -> list[Scored]:
+        """Outcomes for the inputs the pipeline skipped between ``start`` and ``stop``."""
+        outcomes = []
         for index in range(start, stop):
             if index in rejected:
-                items.append(Item(index, paths[index], reason=rejected.pop(index)))
+                outcomes.append(Scored(index, paths[index], reason=rejected.pop(index)))
                 continue
-            # TensorFlow could not decode it; Pillow either tags it or tells why.
+            # TensorFlow could not decode it; Pillow either reads it or tells why.
             try:
                 image = decode_with_pillow(paths[index], self.bundle.preprocess)
             except ImageError as exc:
-                items.append(Item(index, paths[index], reason=str(exc)))
+                outcomes.append(Scored(index, paths[index], reason=str(exc)))
                 continue
-            tagging = self.predictor.predict(self.scores([image]), 0)
-            items.append(Item(index, paths[index], tagging=tagging))
-        return items
+            outcomes.append(Scored(index, paths[index], scores=self.scores([image]), row=0))
+        return outcomes
