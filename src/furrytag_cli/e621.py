@@ -20,6 +20,7 @@ from pathlib import Path
 from furrytag_cli.categories import RATING_LABELS, CategorySet
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.manifest import MANIFEST, ManifestEntry, SplitRatios, StatsCounter, write_stats
+from furrytag_cli.progressbar import progress_bar
 from furrytag_cli.tagresolver import TagResolver
 
 E621_BASE_URL = "https://static1.e621.net"
@@ -122,12 +123,7 @@ class ExportTable:
             )
         self.width = len(header)
         if self.progress:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=self.path.stat().st_size, unit="B", unit_scale=True,
-                desc=self.path.name, dynamic_ncols=True,
-            )
+            self._bar = progress_bar(self.path.stat().st_size, self.path.name, "B", unit_scale=True)
         return self
 
     def __exit__(self, *exc_info) -> None:
