@@ -21,6 +21,7 @@ from furrytag_cli import __version__
 from furrytag_cli.e621 import E621_BASE_URL, file_url, sample_url
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.manifest import SPLITS, ManifestEntry, iter_manifest
+from furrytag_cli.progressbar import progress_bar
 
 IMAGES = "images"
 SAMPLES = "samples"
@@ -111,7 +112,7 @@ def fetch_images(
         else:
             todo += 1
     fetcher = _Fetcher(data_dir, options)
-    bar = _bar(todo) if progress and todo else None
+    bar = progress_bar(todo, "fetch", "img") if progress and todo else None
     failures: list[dict] = []
 
     def settle(done) -> None:
@@ -130,7 +131,8 @@ def fetch_images(
     try:
         pending = set()
         for entry in iter_manifest(data_dir, options.splits):
-            if _stored(data_dir, entry, options):
+            # The first pass rechecked (and removed) stored files already; stat only now.
+            if _stored(data_dir, entry, options, recheck=False):
                 continue
             pending.add(pool.submit(fetcher.fetch, entry))
             # A bounded window keeps memory flat on manifests of millions of posts.
@@ -148,10 +150,12 @@ def fetch_images(
     return report
 
 
-def _stored(data_dir: Path, entry: ManifestEntry, options: FetchOptions) -> bool:
+def _stored(
+    data_dir: Path, entry: ManifestEntry, options: FetchOptions, recheck: bool | None = None
+) -> bool:
     original = original_path(data_dir, entry.md5, entry.ext)
     if original.is_file():
-        if options.recheck and _md5_of(original) != entry.md5:
+        if (options.recheck if recheck is None else recheck) and _md5_of(original) != entry.md5:
             original.unlink()
             return False
         return True
@@ -174,12 +178,6 @@ def _write_failures(data_dir: Path, failures: list[dict]) -> Path | None:
     failures.sort(key=lambda f: f["id"])
     path.write_text("".join(json.dumps(f) + "\n" for f in failures), encoding="utf-8")
     return path
-
-
-def _bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="fetch", dynamic_ncols=True)
 
 
 class _RateLimit:
@@ -264,12 +262,17 @@ class _Fetcher:
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 reason, delay = f"{type(exc).__name__}: {exc}", None
+            except requests.RequestException as exc:
+                # A bad URL, a redirect loop, an undecodable body: trying again won't help.
+                raise _Failed(f"{type(exc).__name__}: {exc}") from None
             if attempt < options.retries:
                 time.sleep(min(_MAX_BACKOFF, delay if delay is not None
                                else options.backoff * 2**attempt))
         raise _Failed(f"{reason} (gave up after {options.retries + 1} attempts)")
 
     def _get(self, url: str, dest: Path, md5: str | None) -> int:
+        import requests
+
         timeout = (min(10.0, self.options.timeout), self.options.timeout)
         with self._session().get(url, stream=True, timeout=timeout) as response:
             status = response.status_code
@@ -288,8 +291,13 @@ class _Fetcher:
                     for chunk in response.iter_content(_CHUNK):
                         digest.update(chunk)
                         sink.write(chunk)
-            except OSError as exc:
-                raise DatasetError(f"cannot write {part}: {exc}; check the disk") from None
+            except BaseException as exc:
+                part.unlink(missing_ok=True)
+                # requests' errors are OSErrors too: a dropped connection is retried by the
+                # caller, only a failing disk is the user's to fix.
+                if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+                    raise DatasetError(f"cannot write {part}: {exc}; check the disk") from None
+                raise
         problem = _check(part, md5, digest.hexdigest())
         if problem:
             part.unlink(missing_ok=True)
