@@ -20,9 +20,11 @@ from furrytag_cli.categories import CategorySet
 from furrytag_cli.errors import ConfigError, DatasetError, ImageError
 from furrytag_cli.image_fetch import IMAGES, SAMPLES, local_image
 from furrytag_cli.manifest import SPLITS, ManifestEntry, iter_manifest
+from furrytag_cli.progressbar import progress_bar
 from furrytag_cli.records import (
     RECORDS_DIR, RECORDS_INFO, RecordsInfo, ShardWriter, encode_example, read_info, write_info,
 )
+from furrytag_cli.tfruntime import tensorflow
 
 FAILURES = "pack-failures.jsonl"
 
@@ -92,13 +94,25 @@ def pack_dataset(
     data_dir = Path(data_dir)
     categories = categories or CategorySet.load()
     folder = Path(out) if out is not None else data_dir / RECORDS_DIR
+    # Fail before old shards are cleared: no manifest, or nothing fetched yet.
+    total, stored_any = 0, False
+    for entry in iter_manifest(data_dir, splits):
+        total += 1
+        stored_any = stored_any or local_image(data_dir, entry) is not None
+    if total and not stored_any:
+        raise DatasetError(
+            f"none of the {total:,} images of {data_dir}'s manifest is stored under "
+            f"{data_dir / IMAGES} or {data_dir / SAMPLES}; run `furrytag dataset fetch "
+            f"{data_dir}` first"
+        )
+    # TensorFlow takes seconds to import; load it first so images/s measures packing.
+    tensorflow()
     started = time.perf_counter()
     info = _start_info(folder, size, quality, categories, splits)
     index = {head: {tag: i for i, tag in enumerate(tags)} for head, tags in categories.heads.items()}
     report = PackReport(folder=folder)
     writers = {split: ShardWriter(folder, split, shard_size) for split in splits}
-    total = sum(1 for _ in iter_manifest(data_dir, splits))
-    bar = _bar(total) if progress else None
+    bar = progress_bar(total, "pack", "img") if progress else None
 
     def stored() -> Iterator[tuple[ManifestEntry, Path]]:
         for entry in iter_manifest(data_dir, splits):
@@ -110,23 +124,23 @@ def pack_dataset(
             else:
                 yield entry, path
 
-    for entry, path, jpeg, error in _prepared(stored(), info.max_side, quality, workers):
-        if jpeg is None:
-            report.failed.append({"id": entry.id, "path": str(path), "error": error})
-        else:
-            labels = {head: _indices(entry, head, index[head]) for head in categories.head_names}
-            rating = categories.rating.target(entry.rating)
-            writers[entry.split].write(encode_example(jpeg, labels, rating, entry.id))
+    try:
+        for entry, path, jpeg, error in _prepared(stored(), info.max_side, quality, workers):
+            if jpeg is None:
+                report.failed.append({"id": entry.id, "path": str(path), "error": error})
+            else:
+                labels = {head: _indices(entry, head, index[head]) for head in categories.head_names}
+                rating = categories.rating.target(entry.rating)
+                writers[entry.split].write(encode_example(jpeg, labels, rating, entry.id))
+            if bar is not None:
+                bar.update()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
         if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
-    if total and report.missing == total:
-        raise DatasetError(
-            f"none of the {total:,} images of {data_dir}'s manifest is stored under "
-            f"{data_dir / IMAGES} or {data_dir / SAMPLES}; run `furrytag dataset fetch "
-            f"{data_dir}` first"
-        )
+            bar.close()
     splits_info = dict(info.splits)
     for split, writer in writers.items():
         report.shards[split] = writer.close()
@@ -200,9 +214,3 @@ def _write_failures(folder: Path, failures: list[dict]) -> None:
         path.write_text("".join(json.dumps(f) + "\n" for f in failures), encoding="utf-8")
     else:
         path.unlink(missing_ok=True)
-
-
-def _bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="pack", dynamic_ncols=True)

@@ -160,6 +160,15 @@ class ShardWriter:
         self._writer = tensorflow().io.TFRecordWriter(str(part))
         self._in_shard = 0
 
+    def abort(self) -> None:
+        """Close and delete the unfinished shards (a run that failed half way)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for part in self._parts:
+            part.unlink(missing_ok=True)
+        self._parts = []
+
     def close(self) -> list[str]:
         """Finish the last shard and give every shard its final name; return the names."""
         if self._writer is not None:
