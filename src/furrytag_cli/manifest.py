@@ -40,7 +40,8 @@ class SplitRatios:
 
     def __post_init__(self) -> None:
         ratios = (self.train, self.val, self.test)
-        if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+        # `not r >= 0` also rejects NaN, which every comparison lets through.
+        if any(not r >= 0 for r in ratios) or not abs(sum(ratios) - 1.0) <= 1e-6:
             raise ConfigError(
                 "split ratios must be three non-negative numbers (train,val,test) summing "
                 f"to 1; received {self.train},{self.val},{self.test}"
