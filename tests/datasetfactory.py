@@ -52,7 +52,8 @@ class FileServer(ThreadingHTTPServer):
 @contextmanager
 def serve(root: Path) -> Iterator[FileServer]:
     server = FileServer(root)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutting the server down waits for one poll.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
