@@ -13,8 +13,10 @@ LEGACY_NAME = "efficientnet_v2_b3_300_2c"
 LEGACY_HEAD_ORDER = ("identity", "species", "body", "clothing", "action", "rating")
 
 
-def make_native_bundle(path: Path, size: int = 32, seed: int = 7) -> Path:
-    """Build and save a tiny native bundle at ``path``; return ``path``."""
+def make_native_bundle(
+    path: Path, size: int = 32, seed: int = 7, categories: CategorySet | None = None
+) -> Path:
+    """Build and save a tiny native bundle at ``path`` (shipped categories by default)."""
     import keras
 
     from furrytag_cli.bundle import Bundle, save_bundle
@@ -22,7 +24,7 @@ def make_native_bundle(path: Path, size: int = 32, seed: int = 7) -> Path:
     from furrytag_cli.preprocess import PreprocessSpec
 
     keras.utils.set_random_seed(seed)
-    categories = CategorySet.load()
+    categories = categories or CategorySet.load()
     model = build_model("tiny", size, categories)
     bundle = Bundle(
         path=path, kind="native", name="tiny-test", backbone="tiny",

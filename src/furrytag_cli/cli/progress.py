@@ -38,10 +38,14 @@ class BatchProgress:
                 self.failed += 1
                 self.note(f"furrytag: skipped {item.path}: {item.reason}")
         if self._progress is not None:
-            task = self._progress.tasks[0]
-            speed = task.speed
-            self._progress.update(self._task, advance=len(items), failed=self.failed,
-                                  rate=f"{speed:.1f}" if speed else "-")
+            self._progress.update(self._task, failed=self.failed)
+        self.advance(len(items))
+
+    def advance(self, count: int) -> None:
+        """Advance by ``count`` finished images that cannot fail (e.g. from TFRecords)."""
+        if self._progress is not None:
+            speed = self._progress.tasks[0].speed
+            self._progress.update(self._task, advance=count, rate=f"{speed:.1f}" if speed else "-")
 
     def note(self, message: str) -> None:
         if self._progress is not None:

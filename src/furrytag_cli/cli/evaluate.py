@@ -1,0 +1,147 @@
+"""``furrytag evaluate``: metrics per tag, head and rating; tuned thresholds; reports."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from furrytag_cli.cli.progress import BatchProgress
+
+
+def evaluate_command(
+    models: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Model name, bundle folder/zip or legacy SavedModel; repeat to "
+        "compare models side by side (default: the registry's default model).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="A packed dataset (from `furrytag dataset pack`).")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data to evaluate: test, val or train.")] = "test",
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Evaluate on your own images instead: a CSV (path,tags[,rating]) "
+        "or JSONL labels file; paths relative to it.")] = None,
+    tune_on: Annotated[str, typer.Option(
+        "--tune-on", help="Where thresholds are tuned: a split of --data (default val), a "
+        "labels file with --labels, or none.")] = "val",
+    threshold: Annotated[float | None, typer.Option(
+        help="The fixed threshold to report (default: the model's, usually 0.5).")] = None,
+    rating_cuts: Annotated[str | None, typer.Option(
+        help="Rating cut points LOW,HIGH (default: the model's, 1/3 and 2/3).")] = None,
+    min_support: Annotated[int, typer.Option(
+        help="Positives a tag needs in the tuning data to get its own threshold.")] = 10,
+    shrinkage: Annotated[float, typer.Option(
+        help="Pull of rare tags' thresholds toward their head's (positives-equivalent).")] = 10.0,
+    scores: Annotated[Path | None, typer.Option(
+        "--scores", help="Folder caching each model's scores as .npz; re-runs with other "
+        "thresholds or cuts skip the model.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Write metrics.json, per_tag.csv and PNG plots here (a folder per "
+        "model when comparing).")] = None,
+    write_thresholds: Annotated[bool, typer.Option(
+        "--write-thresholds", help="Store the tuned per-tag thresholds in the bundle's "
+        "metadata; `furrytag tag` then uses them by default.")] = False,
+    save_thresholds: Annotated[Path | None, typer.Option(
+        "--save-thresholds", help="Write the tuned thresholds to this YAML file.")] = None,
+    compare_at: Annotated[str | None, typer.Option(
+        help="Threshold setting of the comparison table (default: per tag when tuned).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON on stdout.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")] = False,
+    offline: Annotated[bool, typer.Option(help="Never use the network; models must be cached.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache).")] = None,
+) -> None:
+    """Measure models on labelled images: P/R/F1/MCC/AP per tag and head, rating accuracy."""
+    from furrytag_cli.categories import RatingSpec
+    from furrytag_cli import evaljob
+    from furrytag_cli.tagger import resolve_bundle
+
+    if labels is not None and tune_on == "val":
+        tune_on = "none"
+    source, tuning = evaljob.resolve_sources(data, split, labels, tune_on)
+    if (write_thresholds or save_thresholds) and tuning is None:
+        raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
+    if len(models or []) > 1 and write_thresholds:
+        raise typer.BadParameter("--write-thresholds works on one --model at a time")
+    request = evaljob.EvalRequest(
+        source=source, tune_on=tuning, threshold=threshold,
+        rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
+        min_support=min_support, shrinkage=shrinkage, scores_dir=scores,
+        batch_size=batch_size, device=device,
+    )
+    show = not quiet
+
+    def progress(label: str, total: int | None):
+        bar = BatchProgress(total or 0, enabled=show and sys.stderr.isatty() and bool(total),
+                            label=label)
+        bars.append(bar.__enter__())
+        return lambda batch: bar.advance(batch) if isinstance(batch, int) else bar.update(batch)
+
+    reports = {}
+    for model in models or [None]:
+        bars: list[BatchProgress] = []
+        bundle = resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+        try:
+            result = evaljob.evaluate_model(bundle, request, progress=progress)
+        finally:
+            for bar in bars:
+                bar.__exit__(None, None, None)
+        reports[bundle.name] = result
+        for note in result.notes if show else ():
+            typer.echo(note, err=True)
+        if result.failed and show:
+            typer.echo(f"{len(result.failed)} image(s) of {bundle.name} could not be read and were "
+                       "left out of its metrics", err=True)
+    _render(reports, request, quiet=quiet, as_json=as_json, compare_at=compare_at)
+    for name, result in reports.items():
+        if report is not None:
+            folder = report if len(reports) == 1 else report / name
+            from furrytag_cli.report import write_report
+
+            written = write_report(folder, result.evaluation, result.data)
+            typer.echo(f"Report for {name}: {len(written)} files in {folder}", err=True)
+        if save_thresholds is not None:
+            _save_thresholds(save_thresholds, result, len(reports) > 1, name)
+        if write_thresholds:
+            path = evaljob.write_thresholds(result, cache_dir)
+            typer.echo(f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True)
+
+
+def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | None) -> None:
+    from rich.console import Console
+
+    from furrytag_cli.tables import comparison_table, print_evaluation
+
+    if as_json:
+        typer.echo(json.dumps({name: r.evaluation.to_dict() for name, r in reports.items()},
+                              indent=2, allow_nan=False))
+    if quiet:
+        return
+    stream = sys.stderr if as_json else sys.stdout
+    # Piped or redirected tables are read later, in full: do not squeeze them to 80 columns.
+    console = Console(file=stream, width=None if stream.isatty() else 160)
+    for name, result in reports.items():
+        if result.tuned_on_evaluated:
+            console.print(f"[yellow]Thresholds of {name} were tuned on the evaluated images "
+                          "themselves: the tuned rows are optimistic.[/yellow]")
+    if len(reports) == 1:
+        print_evaluation(next(iter(reports.values())).evaluation, console)
+        return
+    default = "per tag" if request.tune_on is not None else None
+    console.print(comparison_table({n: r.evaluation for n, r in reports.items()},
+                                   compare_at or default))
+
+
+def _save_thresholds(path: Path, result, several: bool, name: str) -> None:
+    import yaml
+
+    from furrytag_cli.errors import OutputError
+
+    target = path.with_name(f"{path.stem}.{name}{path.suffix}") if several else path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(result.tuned.to_dict(), sort_keys=False), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write thresholds to {target}: {exc.strerror or exc}") from None
+    typer.echo(f"Saved tuned thresholds of {name} to {target}", err=True)
