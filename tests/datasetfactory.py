@@ -112,3 +112,13 @@ def synth_dataset(
 def store_images(site: Path, data: Path) -> None:
     """Copy a synthetic site's originals into the dataset's image tree (the same layout)."""
     shutil.copytree(site / "data", data / "images", ignore=shutil.ignore_patterns("sample"))
+
+
+def packed_dataset(folder: Path, posts: int = 40, size: int = 32, shard_size: int = 8):
+    """A synthetic dataset with its images stored and packed: (data dir, categories, report)."""
+    from furrytag_cli.pack import pack_dataset
+
+    data, site, categories = synth_dataset(folder, posts=posts)
+    store_images(site, data)
+    report = pack_dataset(data, size, categories, shard_size=shard_size, workers=2)
+    return data, categories, report
