@@ -1,5 +1,6 @@
 """Known models (``configs/models.yaml``): where to fetch them and what they are."""
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,14 @@ class Registry:
 
 
 def load_registry(path: Path | None = None) -> Registry:
-    """Load and validate the registry file (default: the shipped ``models.yaml``)."""
-    path = Path(path) if path is not None else data_dir("configs") / "models.yaml"
+    """Load and validate the registry file.
+
+    Default: ``$FURRYTAG_REGISTRY`` when set (a registry of your own: mirrors, private
+    models), else the shipped ``models.yaml``.
+    """
+    if path is None:
+        path = os.environ.get("FURRYTAG_REGISTRY") or data_dir("configs") / "models.yaml"
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

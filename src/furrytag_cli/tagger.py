@@ -59,15 +59,34 @@ def resolve_bundle(
     offline: bool = False,
     progress: bool = False,
 ) -> Bundle:
-    """A bundle from a path (folder or .zip) or a registry name (fetched when not cached)."""
+    """A bundle from a path (folder or .zip) or a model name (fetched when not cached).
+
+    A name is a registry model, or one installed with ``furrytag download --url``.
+    """
+    from furrytag_cli import store
+
     registry = load_registry()
     if model is not None and Path(model).exists():
         return load_bundle(Path(model))
-    entry = registry.get(str(model) if model is not None else registry.default)
-    from furrytag_cli import store
+    name = str(model) if model is not None else registry.default
+    entry = registry.models.get(name)
+    normalized = entry.normalized if entry is not None and entry.format == "legacy" else None
+    root = store.ensure_model(entry or name, home=home, offline=offline, progress=progress,
+                              verify=install_check(normalized))
+    return load_bundle(root, normalized=normalized)
 
-    root = store.ensure_model(entry, home=home, offline=offline, progress=progress)
-    return load_bundle(root, normalized=entry.normalized if entry.format == "legacy" else None)
+
+def install_check(normalized: bool | None):
+    """The check a model passes before it is installed: it loads, with the expected heads.
+
+    Loading does not depend on input normalisation, so an unknown legacy model is loaded
+    as unnormalised here; using it later needs a known name.
+    """
+
+    def check(root: Path) -> None:
+        load_engine(load_bundle(root, normalized=bool(normalized)))
+
+    return check
 
 
 class Tagger:
@@ -83,12 +102,13 @@ class Tagger:
         device: str = "auto",
         home: Path | None = None,
         offline: bool = False,
+        progress: bool = False,
         max_pixels: int = MAX_PIXELS,
     ):
         from furrytag_cli.tfruntime import configure_device
 
         self.bundle = model if isinstance(model, Bundle) else resolve_bundle(
-            model, home=home, offline=offline
+            model, home=home, offline=offline, progress=progress
         )
         self.device = configure_device(device)
         self.engine = load_engine(self.bundle, embeddings=embeddings)

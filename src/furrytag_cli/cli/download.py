@@ -52,6 +52,7 @@ def download_command(
 ) -> None:
     """Fetch a model, check its sha256, and unpack it into the cache."""
     from furrytag_cli import store
+    from furrytag_cli.tagger import install_check
 
     if name and name_option and name != name_option:
         raise typer.BadParameter(f"NAME {name!r} and --name {name_option!r} disagree; give one")
@@ -62,15 +63,18 @@ def download_command(
         raise typer.BadParameter("--offline only checks a cached model; drop --url, "
                                  "--from-file and --force, or drop --offline")
     registry = load_registry()
-    pin = sha256 or (registry.models[name].sha256 if name in registry else None)
+    known = registry.models.get(name) if name else None
+    pin = sha256 or (known.sha256 if known else None)
+    check = install_check(known.normalized if known and known.format == "legacy" else None)
     if from_file is not None:
         if not name:
             raise typer.BadParameter("--from-file needs the NAME to install the model under")
         bundle = store.install_from_file(name, from_file, sha256=pin, home=cache_dir,
-                                         force=force)
+                                         force=force, verify=check)
     elif url:
         name = name or _name_from_url(url)
-        bundle = store.install_from_url(name, url, sha256=pin, home=cache_dir, force=force)
+        bundle = store.install_from_url(name, url, sha256=pin, home=cache_dir, force=force,
+                                        verify=check)
     elif not name:
         raise typer.BadParameter("give a model NAME (see `furrytag models`), or --url URL")
     elif name not in registry and force:
@@ -78,16 +82,17 @@ def download_command(
         if not source.startswith(("https:", "http:")):
             raise typer.BadParameter(f"{name!r} is not a known model; to replace it, "
                                      f"pass --url URL or --from-file ARCHIVE")
-        bundle = store.install_from_url(name, source, sha256=pin, home=cache_dir, force=True)
+        bundle = store.install_from_url(name, source, sha256=pin, home=cache_dir, force=True,
+                                        verify=check)
     elif name not in registry:
-        bundle = store.ensure_model(name, home=cache_dir, offline=offline)
+        bundle = store.ensure_model(name, home=cache_dir, offline=offline, verify=check)
     else:
         entry = dataclasses.replace(registry.get(name), sha256=pin)
         if force:
             bundle = store.install_from_url(name, entry.source_url, sha256=pin,
-                                            home=cache_dir, force=True)
+                                            home=cache_dir, force=True, verify=check)
         else:
-            bundle = store.ensure_model(entry, home=cache_dir, offline=offline)
+            bundle = store.ensure_model(entry, home=cache_dir, offline=offline, verify=check)
     _report(name, bundle, cache_dir)
 
 

@@ -90,7 +90,7 @@ def tag_command(
     from furrytag_cli.tagger import Tagger
 
     tagger = Tagger(model, options=options, batch_size=batch_size, embeddings=embeddings is not None,
-                    device=device, home=cache_dir, offline=offline)
+                    device=device, home=cache_dir, offline=offline, progress=show)
     dirs = [Path(i) for i in inputs if os.path.isdir(i)]
     root = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
     job = TagJob(tagger, found.files, spec, problems=found.problems, root=root)
