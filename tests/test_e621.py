@@ -1,5 +1,6 @@
 """The export builder on the hand-written fixture export and on synthetic ones."""
 
+import csv
 import gzip
 import json
 import shutil
@@ -7,7 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from furrytag_cli.e621 import BuildOptions, ExportFiles, build_dataset, file_url, sample_url
+from furrytag_cli.e621 import BuildOptions, build_dataset, file_url, sample_url
+from furrytag_cli.exporttable import ExportFiles
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.manifest import SplitRatios, iter_manifest
 from furrytag_cli.synth import write_synthetic
@@ -82,9 +84,9 @@ def test_manifest_fields(tmp_path):
     assert first.url == "https://static1.e621.net/data/ed/51/ed5163d66c759fcf8dcc03e8d05c3efd.png"
     assert set(first.tags) == {"action", "body", "clothing", "identity", "species"}
     by_id = {e.id: e for e in entries}
-    # The family is the parent id: a child goes with its parent, not with its grandparent.
-    assert (by_id[120].family, by_id[121].family, by_id[122].family) == (101, 101, 120)
-    assert by_id[120].split == by_id[121].split == by_id[101].split
+    # The family is the top of the parent chain: 122's parent is 120, whose parent is 101.
+    assert (by_id[120].family, by_id[121].family, by_id[122].family) == (101, 101, 101)
+    assert len({by_id[i].split for i in (101, 120, 121, 122)}) == 1
     assert by_id[131].ext == "webp"
 
 
@@ -210,6 +212,14 @@ def test_splits_keep_families_together_and_follow_the_ratios(medium):
         splits_of[entry.family].add(entry.split)
     assert sum(1 for e in entries if e.family != e.id) > 2000
     assert all(len(splits) == 1 for splits in splits_of.values())
+    # Every child is in its parent's split, along chains of any length.
+    with gzip.open(root / "export" / "posts-2024-01-01.csv.gz", "rt", newline="") as f:
+        parent_of = {int(r["id"]): int(r["parent_id"]) for r in csv.DictReader(f) if r["parent_id"]}
+    split_of = {e.id: e.split for e in entries}
+    pairs = [(c, p) for c, p in parent_of.items() if c in split_of and p in split_of]
+    grandchildren = [c for c, p in pairs if p in parent_of]
+    assert len(pairs) > 2000 and len(grandchildren) > 200
+    assert all(split_of[c] == split_of[p] for c, p in pairs)
     share = {s: sum(e.split == s for e in entries) / len(entries) for s in ("train", "val", "test")}
     assert share["train"] == pytest.approx(0.9, abs=0.02)
     assert share["val"] == pytest.approx(0.05, abs=0.01) and share["test"] == pytest.approx(0.05, abs=0.01)
@@ -254,6 +264,7 @@ def test_wrong_and_broken_files_are_clear_errors(tmp_path):
     (export / "posts-2024-01-15.csv.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match="unreadable near line .*download the export again"):
         build(tmp_path, [export])
+    assert list((tmp_path / "data").iterdir()) == []
     (export / "posts-2024-01-15.csv.gz").write_bytes(b"")
     with pytest.raises(DatasetError, match="cannot read a CSV header"):
         build(tmp_path, [export])

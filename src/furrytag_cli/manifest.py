@@ -6,8 +6,9 @@
      "url": "https://static1.e621.net/data/ab/cd/abcd….png", "split": "train",
      "rating": "safe", "tags": {"action": [], "body": ["anthro"], …, "species": ["feline"]}}
 
-``family`` is the post's parent id, or its own id when it has no parent; the split is a
-function of the family alone, so related posts never straddle splits. ``tags`` lists,
+``family`` is the top of the post's parent chain (parent, its parent, …), or its own id
+when it has no parent; the split is a function of the family alone, so related posts
+never straddle splits. ``tags`` lists,
 per head, the head's tags the post has, in category order. ``<data>/stats.json`` holds
 the counts (posts and ratings per split, positives per tag and split, tags with no
 positives) and how the manifest was built.

@@ -60,7 +60,7 @@ def build_command(
     """Label and split an e621 export: write DATA/manifest.jsonl, stats.json, summary.txt.
 
     Aliases are applied and tags closed under active implications before they are
-    matched against each head's tags; posts of one family (parent and children) share
+    matched against each head's tags; posts of one family (a parent chain) share
     a split; duplicate md5s are kept once.
     """
     options = BuildOptions(
