@@ -203,6 +203,7 @@ def test_rows_of_the_wrong_width_are_counted_and_skipped(tmp_path):
     assert report.dropped["malformed"] == 1 and len(entries) == 24
 
 
+@pytest.mark.slow
 def test_splits_keep_families_together_and_follow_the_ratios(medium):
     root, report = medium
     entries = list(iter_manifest(root / "data"))
@@ -225,6 +226,7 @@ def test_splits_keep_families_together_and_follow_the_ratios(medium):
     assert share["val"] == pytest.approx(0.05, abs=0.01) and share["test"] == pytest.approx(0.05, abs=0.01)
 
 
+@pytest.mark.slow
 def test_a_medium_export_streams_through(medium):
     root, report = medium
     assert report.rows == 20_000
