@@ -1,0 +1,44 @@
+"""The optimizer: AdamW with linear warmup then cosine decay, and global-norm clipping."""
+
+from furrytag_cli.tfruntime import tensorflow
+from furrytag_cli.trainconfig import OptimizerConfig
+
+# Normalisation scales and offsets and biases are not decayed.
+_NO_DECAY = ("bias", "gamma", "beta")
+
+
+def peak_learning_rate(config: OptimizerConfig, global_batch: int) -> float:
+    """``lr``, scaled linearly with the global batch when ``lr_reference_batch`` is set."""
+    if config.lr_reference_batch:
+        return config.lr * global_batch / config.lr_reference_batch
+    return config.lr
+
+
+def learning_rate_schedule(config: OptimizerConfig, *, total_steps: int, steps_per_epoch: int,
+                           global_batch: int):
+    """Linear warmup from 0 over ``warmup_epochs``, then cosine decay to ``min_lr_ratio``."""
+    tensorflow()
+    import keras
+
+    peak = peak_learning_rate(config, global_batch)
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), max(total_steps - 1, 0))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=max(total_steps - warmup, 1),
+        alpha=config.min_lr_ratio,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(config: OptimizerConfig, schedule):
+    """A fresh AdamW following ``schedule`` (one per training phase)."""
+    tensorflow()
+    import keras
+
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=config.weight_decay,
+        global_clipnorm=config.clipnorm,
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    return optimizer
