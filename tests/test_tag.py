@@ -214,6 +214,26 @@ def test_embeddings_are_row_aligned_with_paths(run, native_bundle_dir, gallery, 
     assert (tmp_path / "emb.paths.txt").read_text().splitlines() == sorted(map(str, files))
 
 
+def test_engine_choices_give_the_same_scores(run, native_bundle_dir, gallery):
+    _, good = gallery
+    files = [good["photo.jpg"], good["alpha.png"]]
+    outcomes = {}
+    for engine in ("keras", "lite", "auto"):
+        result = run("tag", *files, "-m", native_bundle_dir, "--all-scores", "--engine", engine)
+        assert result.code == 0, result.stderr
+        assert f"({'lite' if engine == 'auto' else engine} engine)" in result.stderr
+        outcomes[engine] = records(result.stdout)
+    for keras_record, lite_record in zip(outcomes["keras"], outcomes["lite"]):
+        for head, scores in keras_record["scores"].items():
+            lite_scores = lite_record["scores"][head]
+            assert max(abs(scores[t] - lite_scores[t]) for t in scores) <= 2e-4
+        assert abs(keras_record["rating_score"] - lite_record["rating_score"]) <= 2e-4
+    bad = run("tag", files[0], "-m", native_bundle_dir, "--engine", "fast")
+    assert bad.code == 1 and "--engine must be one of auto, keras, lite; received 'fast'" in bad.stderr
+    bad = run("tag", files[0], "-m", native_bundle_dir, "--engine", "lite", "--quantize", "int4")
+    assert bad.code == 1 and "--quantize must be one of none, dynamic, float16" in bad.stderr
+
+
 def test_output_problems_are_reported_before_work(run, native_bundle_dir, gallery, tmp_path):
     _, good = gallery
     result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", tmp_path / "no" / "out.jsonl")

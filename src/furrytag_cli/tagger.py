@@ -6,7 +6,7 @@
         print(item.path, item.tagging.tags if item.ok else item.reason)
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 from furrytag_cli.bundle import Bundle, load_bundle
 from furrytag_cli.decode import MAX_PIXELS, decode_with_pillow
 from furrytag_cli.discovery import discover
-from furrytag_cli.engine import Scores, load_engine
+from furrytag_cli.engine import Scores, load_engine, notice
 from furrytag_cli.errors import ImageError
 from furrytag_cli.predict import Predictor, TagOptions, Tagging
 from furrytag_cli.registry import load_registry
@@ -90,7 +90,12 @@ def install_check(normalized: bool | None):
 
 
 class Tagger:
-    """A loaded model plus the options that turn its scores into tags."""
+    """A loaded model plus the options that turn its scores into tags.
+
+    ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras" or "lite";
+    ``quantize`` ("none", "dynamic", "float16") applies to the lite engine only;
+    ``notify`` hears of a first conversion and of a fallback to keras (None: silence).
+    """
 
     def __init__(
         self,
@@ -100,6 +105,9 @@ class Tagger:
         batch_size: int = DEFAULT_BATCH_SIZE,
         embeddings: bool = False,
         device: str = "auto",
+        engine: str = "auto",
+        quantize: str = "none",
+        notify: Callable[[str], None] | None = notice,
         home: Path | None = None,
         offline: bool = False,
         progress: bool = False,
@@ -111,7 +119,8 @@ class Tagger:
             model, home=home, offline=offline, progress=progress
         )
         self.device = configure_device(device)
-        self.engine = load_engine(self.bundle, embeddings=embeddings)
+        self.engine = load_engine(self.bundle, embeddings=embeddings, engine=engine,
+                                  device=self.device, quantize=quantize, notify=notify)
         self.predictor = Predictor(self.bundle, options)
         self.batch_size = batch_size
         self.max_pixels = max_pixels

@@ -45,6 +45,10 @@ def tag_command(
     embeddings: Annotated[Path | None, typer.Option(help="Write feature vectors to FILE.npy (+ FILE.paths.txt).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     device: Annotated[str, typer.Option(help="auto|cpu|gpu.")] = "auto",
+    engine: Annotated[str, typer.Option(help="auto|keras|lite: lite (LiteRT, XNNPACK) is the fast "
+        "one on a CPU; auto picks it there and keras on a GPU.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="lite: none|dynamic|float16 weights (smaller, "
+        "scores drift slightly).")] = "none",
     failures: Annotated[Path | None, typer.Option(help="Failure report (default: beside the output).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first file that fails.")] = False,
     resume: Annotated[bool, typer.Option(help="Skip files already in the output (same file, same model).")] = False,
@@ -90,7 +94,8 @@ def tag_command(
     from furrytag_cli.tagger import Tagger
 
     tagger = Tagger(model, options=options, batch_size=batch_size, embeddings=embeddings is not None,
-                    device=device, home=cache_dir, offline=offline, progress=show)
+                    device=device, engine=engine, quantize=quantize, home=cache_dir, offline=offline,
+                    progress=show, notify=_notice if show else None)
     dirs = [Path(i) for i in inputs if os.path.isdir(i)]
     root = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
     job = TagJob(tagger, found.files, spec, problems=found.problems, root=root)
@@ -106,13 +111,17 @@ def tag_command(
         typer.echo(
             f"Tagged {summary.tagged}, skipped {summary.skipped} already done, "
             f"failed {len(summary.failed)} of {summary.total} files in {summary.seconds:.1f} s "
-            f"({rate:.1f} images/s) with {tagger.bundle.name}.", err=True)
+            f"({rate:.1f} images/s) with {tagger.bundle.name} ({tagger.engine.name} engine).", err=True)
         if summary.failures_file:
             typer.echo(f"Failure report: {summary.failures_file}", err=True)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _notice(message: str) -> None:
+    typer.echo(f"furrytag: {message}", err=True)
 
 
 def _split(text: str | None) -> list[str]:
