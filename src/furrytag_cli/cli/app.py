@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import dataset, download, evaluate, models, tag
+from furrytag_cli.cli import dataset, download, evaluate, models, tag, train
 from furrytag_cli.errors import FurrytagError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("models")(models.models_command)
 app.command("download")(download.download_command)
 app.command("tag")(tag.tag_command)
+app.command("train")(train.train_command)
 app.add_typer(dataset.app, name="dataset")
 app.command("evaluate")(evaluate.evaluate_command)
 
