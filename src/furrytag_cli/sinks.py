@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -84,22 +85,37 @@ class TagSink:
 
 
 class JsonlSink(TagSink):
-    """One JSON object per line, flushed per batch; appends when resuming."""
+    """One JSON object per line, flushed per batch; appends when resuming.
 
-    def __init__(self, stream: TextIO, owned: bool):
+    When writing to ``path`` fails (disk full, file size limit), the file is cut back to
+    its last complete batch, so that ``--resume`` continues from there.
+    """
+
+    def __init__(self, stream: TextIO, owned: bool, path: Path | None = None):
         self.stream = stream
         self.owned = owned
+        self.path = path
+        self.committed = _size(stream)
 
     @classmethod
     def to_path(cls, path: Path, append: bool) -> "JsonlSink":
         if append:
             truncate_torn_line(path)
-        return cls(_open_text(path, "a" if append else "w"), owned=True)
+        return cls(_open_text(path, "a" if append else "w"), owned=True, path=path)
 
     def write(self, results: Sequence[Result]) -> None:
-        for result in results:
-            self.stream.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
-        self.stream.flush()
+        try:
+            for result in results:
+                self.stream.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
+            self.stream.flush()
+        except OSError as exc:
+            if self.path is None:
+                raise  # standard output: a closed pipe is the job's business
+            _close_quietly(self.stream)
+            os.truncate(self.path, self.committed)
+            raise _write_error(self.path, exc, "what was written before is intact; "
+                               "make room and continue with --resume") from None
+        self.committed = _size(self.stream)
 
     def close(self) -> None:
         if self.owned:
@@ -109,10 +125,15 @@ class JsonlSink(TagSink):
 
 
 class _StagedFile:
-    """A temp file beside ``target``, renamed over it by ``commit``."""
+    """A temp file beside ``target``, renamed over it by ``commit``.
+
+    ``guard`` wraps writes: when one fails the temp file is removed (``target`` keeps its
+    earlier content) and the error becomes an OutputError; ``commit`` then does nothing.
+    """
 
     def __init__(self, target: Path | None, stream: TextIO | None = None):
         self.target = target
+        self.abandoned = False
         if target is None:
             self.stream, self.tmp = stream, None
             return
@@ -123,11 +144,26 @@ class _StagedFile:
         self.tmp = Path(tmp)
         self.stream = io.open(fd, "w", encoding="utf-8", newline="")
 
+    @contextmanager
+    def guard(self):
+        try:
+            yield
+        except OSError as exc:
+            if self.tmp is None:
+                raise
+            self.abandoned = True
+            _close_quietly(self.stream)
+            self.tmp.unlink(missing_ok=True)
+            raise _write_error(self.target, exc, "nothing was replaced") from None
+
     def commit(self) -> None:
-        if self.tmp is None:
-            self.stream.flush()
+        if self.abandoned:
             return
-        self.stream.close()
+        with self.guard():
+            if self.tmp is None:
+                self.stream.flush()
+                return
+            self.stream.close()
         os.replace(self.tmp, self.target)
 
 
@@ -146,12 +182,15 @@ class JsonSink(TagSink):
         self.count += 1
 
     def write(self, results: Sequence[Result]) -> None:
-        for result in results:
-            self._emit(result.record())
-        self.file.stream.flush()
+        with self.file.guard():
+            for result in results:
+                self._emit(result.record())
+            self.file.stream.flush()
 
     def close(self) -> None:
-        self.file.stream.write("\n]\n" if self.count else "]\n")
+        if not self.file.abandoned:
+            with self.file.guard():
+                self.file.stream.write("\n]\n" if self.count else "]\n")
         self.file.commit()
 
 
@@ -167,6 +206,11 @@ class CsvSink(TagSink):
         self.writer.writerow(header)
 
     def write(self, results: Sequence[Result]) -> None:
+        with self.file.guard():
+            self._rows(results)
+            self.file.stream.flush()
+
+    def _rows(self, results: Sequence[Result]) -> None:
         for result in results:
             path, t = display_path(result.path), result.tagging
             if self.long:
@@ -176,7 +220,6 @@ class CsvSink(TagSink):
             else:
                 columns = [" ".join(tag for tag, _ in t.tags[h]) for h in self.heads]
                 self.writer.writerow([path, *columns, t.rating, f"{t.rating_score:.4f}"])
-        self.file.stream.flush()
 
     def close(self) -> None:
         self.file.commit()
@@ -288,6 +331,24 @@ def truncate_torn_line(path: Path) -> None:
                 handle.truncate(end)
     except FileNotFoundError:
         return
+
+
+def _size(stream: TextIO) -> int:
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 0  # not a real file (a test's StringIO); never cut back
+
+
+def _close_quietly(stream: TextIO) -> None:
+    try:
+        stream.close()  # flushing again fails the same way; the file is closed regardless
+    except OSError:
+        pass
+
+
+def _write_error(path: Path, exc: OSError, consequence: str) -> OutputError:
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}; {consequence}")
 
 
 def _open_text(path: Path, mode: str) -> TextIO:
