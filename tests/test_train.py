@@ -28,13 +28,11 @@ def run(capsys, monkeypatch):
     return lambda *args, **kw: invoke(capsys, monkeypatch, *args, **kw)
 
 
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
-    """A synthetic dataset with ~100 train and ~25 val images, packed for 32 px training."""
+def pack_synthetic(folder: Path, posts: int, seed: int) -> Path:
+    """A synthetic dataset split 70/15/15, packed for 32 px training."""
     from furrytag_cli.pack import pack_dataset
 
-    folder = tmp_path_factory.mktemp("synth")
-    write_synthetic(folder, 170, seed=3, tags_per_head=2, min_side=40, max_side=56)
+    write_synthetic(folder, posts, seed=seed, tags_per_head=2, min_side=40, max_side=56)
     categories = CategorySet.load(folder / "categories")
     data = folder / "data"
     build_dataset([folder / "export"], data, categories,
@@ -42,6 +40,12 @@ def packed(tmp_path_factory) -> Path:
     store_images(folder / "site", data)
     pack_dataset(data, SIZE, categories)
     return data
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> Path:
+    """~100 train and ~25 val images."""
+    return pack_synthetic(tmp_path_factory.mktemp("synth"), 170, seed=3)
 
 
 def _cli(*args) -> int:
@@ -288,10 +292,13 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_the_same_way(packed, tmp
 
 
 @pytest.mark.slow
-def test_the_synthetic_labels_are_learnable(packed, tmp_path):
+def test_the_synthetic_labels_are_learnable(tmp_path):
     from furrytag_cli.train import train
 
-    result = train("tiny", data=packed, out=tmp_path / "r", verbose=0,
-                   overrides=["train.epochs=40", "train.checkpoint_every=0"])
-    assert result.bundle.metrics["tuned"]["micro"]["f1"] > 0.6
-    assert result.bundle.metrics["rating_accuracy"] > 0.7
+    # ~180 train images; the tiny model needs a few hundred steps before the tags click.
+    data = pack_synthetic(tmp_path / "synth", 300, seed=0)
+    result = train("tiny", data=data, out=tmp_path / "r", verbose=0,
+                   overrides=["train.epochs=60", "train.checkpoint_every=0", "augment.crop_area=null"])
+    # Predicting every tag scores micro-F1 of about 0.4 here; the tiny model must do better.
+    assert result.bundle.metrics["tuned"]["micro"]["f1"] > 0.5
+    assert result.bundle.metrics["rating_accuracy"] > 0.8
