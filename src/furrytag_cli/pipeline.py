@@ -11,8 +11,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from furrytag_cli.decode import MAX_PIXELS, ROUTE_TF, decode_with_pillow, inspect
+from furrytag_cli.decode import (
+    JPEG_SCALES, MAX_PIXELS, ROUTE_TF, ROUTE_TF_ALPHA, decode_with_pillow, inspect,
+)
 from furrytag_cli.errors import ImageError
+from furrytag_cli.lite import cpu_threads
 from furrytag_cli.preprocess import PreprocessSpec, preprocess_image
 from furrytag_cli.tfruntime import tensorflow
 
@@ -20,17 +23,27 @@ from furrytag_cli.tfruntime import tensorflow
 tf = tensorflow()
 
 
-def decode_tf(data, spec: PreprocessSpec):
-    """TF decode of JPEG/PNG bytes to uint8 RGB per ``spec``."""
+def decode_tf(data, spec: PreprocessSpec, scale=0):
+    """TF decode of opaque JPEG/PNG bytes to uint8 RGB; JPEGs at ``JPEG_SCALES[scale]``."""
     if spec.decoder == "legacy":
         # Exactly the original: decode_jpeg (which also reads PNG), alpha dropped.
         return tf.io.decode_jpeg(data, channels=3)
-    if spec.alpha == "drop":
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
+    full = lambda: tf.io.decode_image(data, channels=3, expand_animations=False)  # noqa: E731
+    reduced = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in JPEG_SCALES[1:]]
+    return tf.switch_case(scale, [full, *reduced])
+
+
+def composite_on_white(data, spec: PreprocessSpec):
+    """Decode RGBA PNG bytes, resize, and composite on white: float32 (S, S, 3) in 0..255.
+
+    Resizing is linear, so resizing the premultiplied colour and the alpha and then
+    compositing equals compositing first, at a fraction of the cost for large images.
+    """
     rgba = tf.cast(tf.io.decode_image(data, channels=4, expand_animations=False), tf.float32)
     alpha = rgba[..., 3:] / 255.0
-    rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    return tf.cast(tf.round(rgb), tf.uint8)
+    small = tf.image.resize(tf.concat([rgba[..., :3] * alpha, alpha], -1), [spec.size, spec.size],
+                            antialias=spec.antialias)
+    return small[..., :3] + 255.0 * (1.0 - small[..., 3:])
 
 
 def inference_dataset(
@@ -40,29 +53,39 @@ def inference_dataset(
     batch_size: int,
     rejected: dict[int, str],
     max_pixels: int = MAX_PIXELS,
+    decode_threads: int | None = None,
 ):
-    """Batches of ``(indices int64 (B,), images float32 (B, S, S, 3))`` in input order."""
+    """Batches of ``(indices int64 (B,), images float32 (B, S, S, 3))`` in input order.
+
+    Decoding runs on ``decode_threads`` threads (default: half the cores), leaving the
+    rest to the engine that consumes the batches; on a 2-core CPU, decoding on both
+    cores beside a model on both cores made tagging up to half as fast.
+    """
 
     def items():
         for index, path in enumerate(paths):
             try:
-                route = inspect(Path(path), spec, max_pixels)
+                route, scale = inspect(Path(path), spec, max_pixels)
             except ImageError as exc:
                 rejected[index] = str(exc)
                 continue
-            yield index, os.fsencode(path), route
+            yield index, os.fsencode(path), route, scale
 
     def pillow(path_bytes):
         return decode_with_pillow(Path(os.fsdecode(path_bytes)), spec)
 
-    def load(index, path, route):
-        image = tf.cond(
-            tf.equal(route, ROUTE_TF),
-            lambda: decode_tf(tf.io.read_file(path), spec),
-            lambda: tf.numpy_function(pillow, [path], tf.uint8, stateful=False),
-        )
-        image = tf.ensure_shape(image, [None, None, 3])
-        return index, preprocess_image(image, spec)
+    def pillow_input(path):
+        image = tf.numpy_function(pillow, [path], tf.uint8, stateful=False)
+        return preprocess_image(tf.ensure_shape(image, [None, None, 3]), spec)
+
+    def load(index, path, route, scale):
+        # Every branch yields the model input, float32 (S, S, 3).
+        image = tf.switch_case(route, {
+            ROUTE_TF: lambda: preprocess_image(decode_tf(tf.io.read_file(path), spec, scale), spec),
+            # Resizing an image already S×S is the identity; preprocess_image then normalises.
+            ROUTE_TF_ALPHA: lambda: preprocess_image(composite_on_white(tf.io.read_file(path), spec), spec),
+        }, default=lambda: pillow_input(path))
+        return index, tf.ensure_shape(image, [spec.size, spec.size, 3])
 
     dataset = tf.data.Dataset.from_generator(
         items,
@@ -70,8 +93,11 @@ def inference_dataset(
             tf.TensorSpec((), tf.int64),
             tf.TensorSpec((), tf.string),
             tf.TensorSpec((), tf.int32),
+            tf.TensorSpec((), tf.int32),
         ),
     )
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.ignore_errors()
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = decode_threads or max(1, cpu_threads() // 2)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
