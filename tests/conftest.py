@@ -28,6 +28,19 @@ def legacy_zip(tmp_path_factory):
     return make_legacy_zip(tmp_path_factory.mktemp("legacy"))
 
 
+@pytest.fixture(scope="session")
+def legacy_dir(legacy_zip, tmp_path_factory):
+    """The legacy zip unpacked: the SavedModel folder, named as the registry model."""
+    import zipfile
+
+    from tests.modelfactory import LEGACY_NAME
+
+    target = tmp_path_factory.mktemp("unzipped")
+    with zipfile.ZipFile(legacy_zip) as zf:
+        zf.extractall(target)
+    return target / LEGACY_NAME
+
+
 @pytest.fixture
 def make_scoreset():
     """Build a ScoreSet of random labels and scores correlated with them.

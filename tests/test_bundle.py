@@ -110,14 +110,6 @@ def test_nothing_there_is_a_clear_error(tmp_path):
 # --- the original project's released format ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def legacy_dir(legacy_zip, tmp_path_factory):
-    target = tmp_path_factory.mktemp("unzipped")
-    with zipfile.ZipFile(legacy_zip) as zf:
-        zf.extractall(target)
-    return target / LEGACY_NAME
-
-
 def original_scores(model_dir: Path, image_paths, size: int, normalized: bool):
     """A straight re-statement of the original project's preprocessing and predict."""
     import tensorflow as tf

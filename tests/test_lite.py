@@ -14,7 +14,6 @@ from furrytag_cli.engine import KerasEngine, load_engine
 from furrytag_cli.lite import LiteEngine, cache_path
 from furrytag_cli.preprocess import PreprocessSpec
 from tests.modelfactory import LEGACY_NAME, make_native_bundle
-from tests.test_bundle import legacy_dir  # noqa: F401  (the unzipped legacy model fixture)
 
 TOLERANCE = 1e-4
 
