@@ -104,6 +104,18 @@ def test_a_run_writes_its_config_checkpoints_logs_and_a_bundle(trained, packed):
     assert meta["provenance"]["best_epoch"] in (1, 2, 3)
 
 
+def test_progress_goes_to_stderr_as_plain_lines_when_it_is_not_a_terminal(run, packed, tmp_path):
+    out = run("train", "-c", "tiny", "--data", packed, "--out", tmp_path / "r",
+              "--set", "train.epochs=2", "--set", "train.steps_per_epoch=2")
+    assert out.code == 0, out.stderr
+    assert [line.split(" ")[0] for line in out.stdout.splitlines()] == ["Trained", "Tag"]
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("Training tiny-synthetic (tiny at 32 px) on 1 replica(s), global batch 16")
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("loss " in line and "val_loss " in line and "val F1 " in line for line in epochs)
+
+
 def test_the_loss_goes_down(trained):
     rows = history(trained)
     assert rows[-1]["loss"] < rows[0]["loss"]

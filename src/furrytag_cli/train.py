@@ -218,11 +218,24 @@ class Trainer:
 
     def fit(self) -> TrainState:
         """Run the remaining epochs; return the final state."""
+        from furrytag_cli.trainprogress import TrainProgress
+
+        if self.run.checkpoint is not None:
+            self.restore(self.run.checkpoint)
+        progress = TrainProgress(self.steps, live=self.verbose == 1) if self.verbose else None
+        if progress is None:
+            return self._epochs([])
+        with progress:
+            note, self.note = self.note, progress.note
+            try:
+                return self._epochs([progress])
+            finally:
+                self.note = note
+
+    def _epochs(self, shown: list) -> TrainState:
         import keras
 
         cfg, state = self.config, self.state
-        if self.run.checkpoint is not None:
-            self.restore(self.run.checkpoint)
         while state.epoch < cfg.train.epochs and not state.stopped_early:
             epoch = state.epoch
             if self._phase_of(epoch) != self.phase:
@@ -239,8 +252,8 @@ class Trainer:
                 steps_per_epoch=self.steps - skipped, validation_data=self.val,
                 validation_steps=self.val_steps, shuffle=False,
                 callbacks=[keras.callbacks.TerminateOnNaN(), self._step_callback(skipped),
-                           *self.callbacks, _stop_after_epoch()],
-                verbose=self.verbose)
+                           *self.callbacks, *shown, _stop_after_epoch()],
+                verbose=0)
             logs = {key: float(values[-1]) for key, values in history.history.items()}
             if not math.isfinite(logs.get("loss", 0.0)) or len(history.history.get("loss", ())) == 0:
                 raise FurrytagError(
@@ -291,7 +304,8 @@ def train(config: TrainConfig | str | Path | None = None, *, data: str | Path | 
     """Train per ``config`` (a TrainConfig, a YAML path or a shipped config name) and export.
 
     ``resume`` continues the run in that folder from its latest checkpoint; ``callbacks``
-    are extra Keras callbacks; ``note`` receives progress lines for people.
+    are extra Keras callbacks; ``verbose`` shows progress on stderr (0 none, 1 a live bar,
+    2 plain lines); ``note`` receives other lines for people.
     """
     tensorflow()
     import keras

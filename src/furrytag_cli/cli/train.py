@@ -33,7 +33,7 @@ def train_command(
         if not quiet:
             typer.echo(message, err=True)
 
-    verbose = 0 if quiet else 1 if sys.stdout.isatty() else 2
+    verbose = 0 if quiet else 1 if sys.stderr.isatty() else 2
     result = train(config, data=data, out=out, overrides=overrides or (), resume=resume,
                    verbose=verbose, note=note)
     state = result.state
