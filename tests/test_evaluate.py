@@ -122,6 +122,10 @@ def test_written_thresholds_are_used_by_tag(packed, capsys, monkeypatch, tmp_pat
         vector = thresholds.vector(head, categories.tags(head))
         expected = {t for t, v in zip(categories.tags(head), vector) if row["scores"][head][t] > v}
         assert set(row["tags"][head]) == expected
+    from_file = invoke(capsys, monkeypatch, "tag", image, "--model", bundle, "--thresholds", saved,
+                       "--format", "jsonl", "-q")
+    assert from_file.code == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["tags"] == row["tags"]
 
 
 def test_write_thresholds_refuses_cached_downloads(packed, capsys, monkeypatch, furrytag_home):

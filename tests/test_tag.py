@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from furrytag_cli.bundle import load_bundle
 from tests.clirunner import invoke, spawn
@@ -101,6 +102,36 @@ def test_tuned_thresholds_in_the_bundle_are_used_unless_disabled(run, native_bun
     assert len(out["tags"]["species"]) == 49 and "wolf" not in out["tags"]["species"]
     plain = records(run("tag", good["photo.jpg"], "-m", copy, "-q", "--no-tuned-thresholds").stdout)[0]
     assert len(plain["tags"]["action"]) < 71
+
+
+def test_a_thresholds_file_replaces_the_bundles_and_bad_ones_are_clear(run, native_bundle_dir, gallery,
+                                                                       tmp_path):
+    _, good = gallery
+    image = good["photo.jpg"]
+    saved = tmp_path / "thresholds.yaml"
+    saved.write_text(yaml.safe_dump({"global": 0.0, "per_head": {"body": 1.0},
+                                     "per_tag": {"species": {"wolf": 1.0}}}))
+    out = records(run("tag", image, "-m", native_bundle_dir, "-q", "--thresholds", saved).stdout)[0]
+    assert len(out["tags"]["action"]) == 71 and out["tags"]["body"] == {}
+    assert len(out["tags"]["species"]) == 49 and "wolf" not in out["tags"]["species"]
+    over = records(run("tag", image, "-m", native_bundle_dir, "-q", "--thresholds", saved,
+                       "--threshold", "1").stdout)[0]
+    assert all(tags == {} for tags in over["tags"].values())
+
+    for text, message in [
+        (None, "does not exist; write one with furrytag evaluate"),
+        ("global: [0.5", "is not valid YAML or JSON at line"),
+        ("global: 0.5\nper_tag: {species: {wolff: 0.3}}", "bad.yaml name tag 'wolff' of head 'species'"),
+        ("global: 0.5\nper_head: {speces: 0.3}", "did you mean 'species'"),
+        ("per_head: {body: 0.3}", "global"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.unlink(missing_ok=True)
+        if text is not None:
+            bad.write_text(text)
+        result = run("tag", image, "-m", native_bundle_dir, "-q", "--thresholds", bad)
+        assert result.code == 1 and result.stderr.startswith("Error: "), result.stderr
+        assert message in result.stderr, result.stderr
 
 
 def test_input_forms_stdin_list_glob_and_recursion(run, native_bundle_dir, gallery, tmp_path):

@@ -165,14 +165,15 @@ def write_thresholds(report: ModelReport, home: Path | None = None) -> Path:
     if bundle.kind != "native":
         raise ConfigError(
             f"{bundle.name} is a legacy SavedModel, which has no metadata file to store "
-            "thresholds in; save them with --save-thresholds FILE instead"
+            "thresholds in; save them with --save-thresholds FILE instead and tag with "
+            "--thresholds FILE"
         )
     models = (cache.cache_home(home) / "models").resolve()
     if bundle.path.resolve().is_relative_to(models):
         raise ConfigError(
             f"{bundle.path} is a cached download, whose files are checked against the hash "
             "recorded at install, so furrytag does not change them; save the thresholds with "
-            "--save-thresholds FILE, or evaluate a copy of the bundle"
+            "--save-thresholds FILE and tag with --thresholds FILE, or evaluate a copy of the bundle"
         )
     tuned_metrics = report.evaluation.settings["per tag"].overall.micro
     metrics = dict(bundle.metrics)

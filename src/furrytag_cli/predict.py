@@ -1,4 +1,4 @@
-"""Scores → tags: thresholds (global, per head, tuned per tag), top-k, rating bins, exclusions."""
+"""Scores → tags: thresholds (global, per head, tuned per tag, from a file), top-k, rating bins, exclusions."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +10,7 @@ from furrytag_cli.categories import RatingSpec
 from furrytag_cli.engine import Scores
 from furrytag_cli.errors import ConfigError
 from furrytag_cli.schema import did_you_mean
+from furrytag_cli.thresholds import Thresholds
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class TagOptions:
     threshold: float | None = None
     head_thresholds: Mapping[str, float] = field(default_factory=dict)
     tuned: bool = True
+    thresholds: Thresholds | None = None
     top_k: int | None = None
     heads: Sequence[str] | None = None
     rating_cuts: tuple[float, float] | None = None
@@ -68,6 +70,8 @@ class Predictor:
         self.heads = heads
         self.tags = {h: bundle.categories.tags(h) for h in heads}
         self.rating = RatingSpec(cuts=options.rating_cuts) if options.rating_cuts else bundle.rating
+        # A thresholds file must fit the model: its heads and tags are checked against it.
+        self._file = options.thresholds.vectors(bundle.categories.heads) if options.thresholds else None
         self.thresholds = {h: self._vector(bundle, h) for h in heads}
         self.keep = {
             h: np.array([t not in options.exclude_tags for t in self.tags[h]]) for h in heads
@@ -80,6 +84,8 @@ class Predictor:
             return np.full(len(tags), options.head_thresholds[head])
         if options.threshold is not None:
             return np.full(len(tags), options.threshold)
+        if self._file is not None:
+            return self._file[head]
         tuned = bundle.thresholds if options.tuned else None
         if not tuned:
             return np.full(len(tags), bundle.threshold)

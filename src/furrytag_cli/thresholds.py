@@ -7,7 +7,8 @@ thresholds are chosen on validation data and applied unchanged to the test split
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,11 @@ class Thresholds:
     default: float = DEFAULT_THRESHOLD
     per_head: Mapping[str, float] = field(default_factory=dict)
     per_tag: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)  # a file, named in errors
+
+    @property
+    def _named(self) -> str:
+        return f"thresholds in {self.source}" if self.source else "thresholds"
 
     def vector(self, head: str, tags: Sequence[str]) -> np.ndarray:
         """(T,) thresholds of ``head``'s ``tags`` in order; unknown tag names are an error."""
@@ -34,7 +40,7 @@ class Thresholds:
         unknown = [t for t in own if t not in tags]
         if unknown:
             raise ConfigError(
-                f"thresholds name tag {unknown[0]!r} of head {head!r}, which the model does not "
+                f"{self._named} name tag {unknown[0]!r} of head {head!r}, which the model does not "
                 f"have{did_you_mean(unknown[0], tags)}; remove it or use the matching model"
             )
         fallback = self.per_head.get(head, self.default)
@@ -45,7 +51,7 @@ class Thresholds:
         for head in (*self.per_head, *self.per_tag):
             if head not in tags:
                 raise ConfigError(
-                    f"thresholds name head {head!r}, which the model does not have"
+                    f"{self._named} name head {head!r}, which the model does not have"
                     f"{did_you_mean(head, tags)}; its heads are {', '.join(tags)}"
                 )
         return {head: self.vector(head, head_tags) for head, head_tags in tags.items()}
@@ -75,6 +81,29 @@ class Thresholds:
                 for h, tags in per_tag.items()
             },
         )
+
+
+def load_thresholds(path: str | Path) -> Thresholds:
+    """Thresholds from a YAML or JSON file, as ``furrytag evaluate --save-thresholds`` writes."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"thresholds file {path} does not exist; write one with "
+            "furrytag evaluate ... --save-thresholds FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read thresholds file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"thresholds file {path} is not valid YAML or JSON{where}") from None
+    return replace(Thresholds.from_dict(data, where=str(path)), source=str(path))
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -39,6 +39,8 @@ def tag_command(
     threshold: Annotated[float | None, typer.Option(help="Keep tags scoring above this (overrides tuned thresholds).")] = None,
     head_threshold: Annotated[list[str], typer.Option(help="Per-head threshold, HEAD=VALUE (repeatable).")] = [],
     tuned_thresholds: Annotated[bool, typer.Option(help="Use the bundle's tuned per-tag thresholds when present.")] = True,
+    thresholds: Annotated[Path | None, typer.Option(help="Tuned thresholds from this YAML/JSON file (as "
+        "evaluate --save-thresholds writes); used instead of the bundle's.")] = None,
     top_k: Annotated[int | None, typer.Option(help="Keep at most K tags per head.")] = None,
     rating_cuts: Annotated[str | None, typer.Option(help="Rating cut points LOW,HIGH (default 1/3,2/3).")] = None,
     heads: Annotated[str | None, typer.Option(help="Only these heads, comma-separated (e.g. species,body).")] = None,
@@ -65,6 +67,7 @@ def tag_command(
     from furrytag_cli.job import OutputSpec, TagJob, check_output
     from furrytag_cli.predict import TagOptions, parse_head_thresholds
     from furrytag_cli.sinks import CaptionStyle
+    from furrytag_cli.thresholds import load_thresholds
 
     if batch_size < 1:
         raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
@@ -80,7 +83,7 @@ def tag_command(
     check_output(spec)
     options = TagOptions(
         threshold=threshold, head_thresholds=parse_head_thresholds(head_threshold),
-        tuned=tuned_thresholds, top_k=top_k, heads=_split(heads) or None,
+        tuned=tuned_thresholds, thresholds=load_thresholds(thresholds) if thresholds else None, top_k=top_k, heads=_split(heads) or None,
         rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
         exclude_tags=frozenset(_split(exclude_tags)), all_scores=all_scores,
     )
