@@ -16,14 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 from furrytag_cli.categories import RATING_LABELS, CategorySet
+from furrytag_cli.datanames import E621_BASE_URL, STILL_FORMATS
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.families import ParentLinks
 from furrytag_cli.manifest import MANIFEST, ManifestEntry, SplitRatios, StatsCounter, write_stats
 from furrytag_cli.exporttable import ExportFiles, ExportTable, read_relations
 from furrytag_cli.tagresolver import TagResolver
 
-E621_BASE_URL = "https://static1.e621.net"
-STILL_FORMATS: tuple[str, ...] = ("jpg", "png", "webp")
 RATINGS = {"s": RATING_LABELS[0], "q": RATING_LABELS[1], "e": RATING_LABELS[2]}
 POST_COLUMNS = (
     "id", "created_at", "md5", "rating", "tag_string", "file_ext", "parent_id",

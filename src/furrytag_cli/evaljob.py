@@ -12,6 +12,7 @@ from pathlib import Path
 
 from furrytag_cli import cache
 from furrytag_cli.bundle import Bundle, write_metadata
+from furrytag_cli.datanames import SPLITS
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.evaluation import (cached_scores, read_labels, score_labelled, score_split,
                                      split_names, split_size, threshold_settings)
@@ -19,7 +20,6 @@ from furrytag_cli.metrics import Evaluation, evaluate_scores
 from furrytag_cli.scoreset import ScoreSet
 from furrytag_cli.thresholds import Thresholds
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

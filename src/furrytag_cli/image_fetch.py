@@ -17,16 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from furrytag_cli import __version__
-from furrytag_cli.e621 import E621_BASE_URL, file_url, sample_url
+from furrytag_cli.datanames import DEFAULT_USER_AGENT, E621_BASE_URL, IMAGES, SAMPLES, SPLITS
+from furrytag_cli.e621 import file_url, sample_url
 from furrytag_cli.errors import ConfigError, DatasetError
-from furrytag_cli.manifest import SPLITS, ManifestEntry, iter_manifest
+from furrytag_cli.manifest import ManifestEntry, iter_manifest
 from furrytag_cli.progressbar import progress_bar
 
-IMAGES = "images"
-SAMPLES = "samples"
 FAILURES = "fetch-failures.jsonl"
-DEFAULT_USER_AGENT = f"furrytag/{__version__} (e621 dataset fetcher)"
 _CHUNK = 1 << 16
 _MAX_BACKOFF = 60.0
 

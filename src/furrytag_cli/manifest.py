@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from furrytag_cli.categories import RATING_LABELS, CategorySet
+from furrytag_cli.datanames import SPLITS
 from furrytag_cli.errors import ConfigError, DatasetError
 
 MANIFEST = "manifest.jsonl"
 STATS = "stats.json"
 SUMMARY = "summary.txt"
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 STATS_FORMAT = 1
 
 

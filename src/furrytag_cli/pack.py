@@ -18,8 +18,9 @@ from pathlib import Path
 
 from furrytag_cli.categories import CategorySet
 from furrytag_cli.errors import ConfigError, DatasetError, ImageError
-from furrytag_cli.image_fetch import IMAGES, SAMPLES, local_image
-from furrytag_cli.manifest import SPLITS, ManifestEntry, iter_manifest
+from furrytag_cli.datanames import IMAGES, SAMPLES, SPLITS
+from furrytag_cli.image_fetch import local_image
+from furrytag_cli.manifest import ManifestEntry, iter_manifest
 from furrytag_cli.progressbar import progress_bar
 from furrytag_cli.records import (
     RECORDS_DIR, RECORDS_INFO, RecordsInfo, ShardWriter, encode_example, read_info, write_info,

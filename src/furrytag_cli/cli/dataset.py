@@ -1,16 +1,15 @@
-"""``furrytag dataset``: e621 export → labels and splits → images → TFRecord shards."""
+"""``furrytag dataset``: e621 export → labels and splits → images → TFRecord shards.
+
+The dataset code is imported inside each command, so ``--help`` stays fast.
+"""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from furrytag_cli.categories import CategorySet
-from furrytag_cli.e621 import E621_BASE_URL, STILL_FORMATS, BuildOptions, build_dataset
+from furrytag_cli.datanames import DEFAULT_USER_AGENT, E621_BASE_URL, IMAGES, SAMPLES, SPLITS, STILL_FORMATS
 from furrytag_cli.errors import ConfigError
-from furrytag_cli.image_fetch import DEFAULT_USER_AGENT, IMAGES, SAMPLES, FetchOptions, fetch_images
-from furrytag_cli.manifest import SPLITS, SplitRatios, read_stats, summary_text
-from furrytag_cli.synth import write_synthetic
 
 app = typer.Typer(
     help=(
@@ -32,7 +31,9 @@ SplitOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _categories(folder: Path | None) -> CategorySet:
+def _categories(folder: Path | None):
+    from furrytag_cli.categories import CategorySet
+
     return CategorySet.load(folder) if folder is not None else CategorySet.load()
 
 
@@ -63,6 +64,9 @@ def build_command(
     matched against each head's tags; posts of one family (a parent chain) share
     a split; duplicate md5s are kept once.
     """
+    from furrytag_cli.e621 import BuildOptions, build_dataset
+    from furrytag_cli.manifest import SplitRatios, summary_text
+
     options = BuildOptions(
         formats=tuple(formats.split(",")), keep_deleted=keep_deleted,
         keep_pending=keep_pending, keep_flagged=keep_flagged, keep_untagged=keep_untagged,
@@ -104,6 +108,8 @@ def fetch_command(
     fetches only what is missing. Failures are listed in DATA/fetch-failures.jsonl;
     the exit code is 1 when any remain.
     """
+    from furrytag_cli.image_fetch import FetchOptions, fetch_images
+
     options = FetchOptions(
         base_url=base_url, sample=sample, user_agent=user_agent, rate=rate,
         concurrency=concurrency, retries=retries, timeout=timeout,
@@ -134,7 +140,6 @@ def pack_command(
     quiet: QuietOption = False,
 ) -> None:
     """Write TFRecord shards (<split>-00000-of-0000N.tfrecord) of the fetched images."""
-    # pack needs TensorFlow when it runs; importing it here keeps --help fast.
     from furrytag_cli.pack import pack_dataset
 
     report = pack_dataset(
@@ -173,6 +178,8 @@ def synth_command(
     Same CSV formats as e621's export; images served from OUT/site with the layout of
     e621's file server. Not real data: train on it only to check a pipeline end to end.
     """
+    from furrytag_cli.synth import write_synthetic
+
     report = write_synthetic(
         out, posts, seed=seed, tags_per_head=tags_per_head, categories=_categories(categories),
         images=images, compress=not plain,
@@ -201,6 +208,8 @@ def stats_command(
 
     from rich.console import Console
     from rich.table import Table
+
+    from furrytag_cli.manifest import read_stats
 
     stats = read_stats(data, _categories(categories) if categories is not None else None)
     if as_json:

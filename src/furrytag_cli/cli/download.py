@@ -8,9 +8,6 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from furrytag_cli.cache import model_dir, read_manifest
-from furrytag_cli.registry import load_registry
-
 _ARCHIVE_SUFFIX = re.compile(r"\.(zip|tar\.gz|tgz)$", re.IGNORECASE)
 
 
@@ -52,6 +49,8 @@ def download_command(
 ) -> None:
     """Fetch a model, check its sha256, and unpack it into the cache."""
     from furrytag_cli import store
+    from furrytag_cli.cache import read_manifest
+    from furrytag_cli.registry import load_registry
     from furrytag_cli.tagger import install_check
 
     if name and name_option and name != name_option:
@@ -104,6 +103,8 @@ def _name_from_url(url: str) -> str:
 
 
 def _report(name: str, bundle: Path, cache_dir: Path | None) -> None:
+    from furrytag_cli.cache import model_dir, read_manifest
+
     manifest = read_manifest(name, cache_dir) or {}
     digest = manifest.get("sha256", "?")
     pinned = "pinned" if manifest.get("pinned") else (

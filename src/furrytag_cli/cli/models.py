@@ -6,9 +6,6 @@ from typing import Annotated
 
 import typer
 
-from furrytag_cli.cache import model_dir, read_manifest
-from furrytag_cli.registry import load_registry
-
 
 def models_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -18,6 +15,9 @@ def models_command(
     ] = None,
 ) -> None:
     """List known models: backbone, input size, parameters, published metrics, cache state."""
+    from furrytag_cli.cache import model_dir, read_manifest
+    from furrytag_cli.registry import load_registry
+
     registry = load_registry()
     rows = []
     for entry in registry.models.values():
