@@ -54,16 +54,18 @@ def inference_dataset(
     rejected: dict[int, str],
     max_pixels: int = MAX_PIXELS,
     decode_threads: int | None = None,
+    start: int = 0,
 ):
-    """Batches of ``(indices int64 (B,), images float32 (B, S, S, 3))`` in input order.
+    """Batches of ``(indices int64 (B,), images float32 (B, S, S, 3))`` in input order,
+    from ``paths[start]`` on (indices count from the start of ``paths``).
 
     Decoding runs on ``decode_threads`` threads (default: half the cores), leaving the
-    rest to the engine that consumes the batches; on a 2-core CPU, decoding on both
-    cores beside a model on both cores made tagging up to half as fast.
+    rest to the engine that consumes the batches.
     """
 
     def items():
-        for index, path in enumerate(paths):
+        for index in range(start, len(paths)):
+            path = paths[index]
             try:
                 route, scale = inspect(Path(path), spec, max_pixels)
             except ImageError as exc:
