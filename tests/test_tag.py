@@ -322,6 +322,38 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_for_native_bundles(tmp_path)
     assert float(tf.reduce_mean(tf.abs(fast[0] - full))) < 1.0
 
 
+def test_decoding_waits_for_a_model_on_the_cpu_and_runs_ahead_of_one_on_a_gpu(tmp_path):
+    from PIL import Image
+
+    from furrytag_cli.pipeline import inference_dataset
+    from furrytag_cli.preprocess import PreprocessSpec
+
+    # Four good images, then good and text files in turn: the generator's header check
+    # records each text file in `rejected` when the pipeline gets that far.
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i:02d}.png")
+        if i >= 4 and i % 2:
+            paths[-1].write_text("not an image")
+        else:
+            Image.new("RGB", (40, 40), (i * 5, 0, 0)).save(paths[-1])
+
+    def reached(overlap: bool, wait: float, enough: int) -> int:
+        """How far the pipeline read while its consumer held one batch for ``wait`` s."""
+        rejected = {}
+        batches = iter(inference_dataset(paths, PreprocessSpec(size=32), batch_size=4,
+                                         rejected=rejected, overlap=overlap))
+        next(batches)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and max(rejected, default=0) < enough:
+            time.sleep(0.05)
+        return max(rejected, default=0)
+
+    # On the CPU the next batch (4-7) is not decoded until asked for; a few images at most.
+    assert reached(overlap=False, wait=1.5, enough=40) <= 7
+    assert reached(overlap=True, wait=10.0, enough=9) >= 9
+
+
 def test_closed_pipe_ends_quietly(native_bundle_dir, gallery):
     root, _ = gallery
     tagger = spawn("tag", root / "art", "-m", native_bundle_dir, "--batch-size", "1",

@@ -6,8 +6,6 @@
         print(item.path, item.tagging.tags if item.ok else item.reason)
 """
 
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +15,8 @@ import numpy as np
 from furrytag_cli.bundle import Bundle, load_bundle
 from furrytag_cli.decode import MAX_PIXELS, decode_with_pillow
 from furrytag_cli.discovery import discover
-from furrytag_cli.engine import Scores, load_engine, notice
+from furrytag_cli.engine import KerasEngine, Scores, load_engine, notice
 from furrytag_cli.errors import ImageError
-from furrytag_cli.lite import cpu_threads
 from furrytag_cli.predict import Predictor, TagOptions, Tagging
 from furrytag_cli.registry import load_registry
 
@@ -92,48 +89,13 @@ def install_check(normalized: bool | None):
     return check
 
 
-class DecodePace:
-    """Whether decoding holds the engine back, from the last few batches' timings.
-
-    Decoding starts on half the cores beside an engine that uses all of them. With k of
-    c cores decoding, d the CPU time to decode an image and e the engine's time per
-    image, tagging runs at k/d images/s when decoding is the bottleneck; with all c
-    cores decoding and taking turns with the engine, at c/(d + c·e). For k = c/2 the
-    second is faster exactly when d/k - e > e, that is when the engine waits longer for
-    each batch than it takes to score it. Heavy models (EfficientNetV2-B3 on a CPU) stay
-    below that line; light ones, and models on a GPU, cross it.
-    """
-
-    WINDOW = 3
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.recent: deque[tuple[float, float]] = deque(maxlen=self.WINDOW)
-
-    def add(self, waited: float, scored: float) -> None:
-        """One batch's wait for decoding and time in the engine, in seconds."""
-        self.batches += 1
-        if self.batches > 1:  # the first batch waits for the pipeline to start
-            self.recent.append((waited, scored))
-
-    def decode_bound(self) -> bool:
-        if len(self.recent) < self.WINDOW:
-            return False
-        return sum(w for w, _ in self.recent) > sum(s for _, s in self.recent)
-
-
 class Tagger:
     """A loaded model plus the options that turn its scores into tags.
 
     ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras" or "lite";
     ``quantize`` ("none", "dynamic", "float16") applies to the lite engine only;
-    ``notify`` hears of a first conversion and of a fallback to keras (None: silence);
-    ``decode_threads`` fixes how many threads decode images (default: half the cores,
-    all of them once decoding turns out to be what the engine waits for).
+    ``notify`` hears of a first conversion and of a fallback to keras (None: silence).
     """
-
-    # A switch to more decoding threads restarts the pipeline: only worth it for a while.
-    RESTART_MIN_BATCHES = 8
 
     def __init__(
         self,
@@ -150,7 +112,6 @@ class Tagger:
         offline: bool = False,
         progress: bool = False,
         max_pixels: int = MAX_PIXELS,
-        decode_threads: int | None = None,
     ):
         from furrytag_cli.tfruntime import configure_device
 
@@ -160,11 +121,11 @@ class Tagger:
         self.device = configure_device(device)
         self.engine = load_engine(self.bundle, embeddings=embeddings, engine=engine,
                                   device=self.device, quantize=quantize, notify=notify)
+        # A model on a GPU leaves the CPU to decoding, which can then run ahead of it.
+        self.overlap = self.device == "gpu" and isinstance(self.engine, KerasEngine)
         self.predictor = Predictor(self.bundle, options)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.decode_threads = decode_threads
-        self.last_decode_threads: int | None = None  # what the last run ended with
 
     @property
     def model_id(self) -> str:
@@ -192,38 +153,19 @@ class Tagger:
 
         paths = list(paths)
         rejected: dict[int, str] = {}
-        cores = cpu_threads()
-        threads = self.decode_threads or max(1, cores // 2)
-        adaptive = self.decode_threads is None and threads < cores
-        pace = DecodePace()
-        expected, restart = 0, True
-        while restart:
-            restart = False
-            self.last_decode_threads = threads
-            batches = iter(inference_dataset(
-                paths, self.bundle.preprocess, batch_size=self.batch_size, rejected=rejected,
-                max_pixels=self.max_pixels, decode_threads=threads, start=expected,
-            ))
-            while True:
-                started = time.perf_counter()
-                try:
-                    indices, images = next(batches)
-                except StopIteration:
-                    break
-                decoded = time.perf_counter()
-                scores = self.engine(images)
-                pace.add(decoded - started, time.perf_counter() - decoded)
-                batch = []
-                for row, index in enumerate(indices.numpy().tolist()):
-                    batch.extend(self._gap(expected, index, paths, rejected))
-                    batch.append(Scored(index, paths[index], scores=scores, row=row))
-                    expected = index + 1
-                yield batch
-                left = len(paths) - expected
-                if adaptive and pace.decode_bound() and left >= self.RESTART_MIN_BATCHES * self.batch_size:
-                    # Decode on every core from the next unscored file on.
-                    threads, adaptive, restart = cores, False, True
-                    break
+        dataset = inference_dataset(
+            paths, self.bundle.preprocess, batch_size=self.batch_size,
+            rejected=rejected, max_pixels=self.max_pixels, overlap=self.overlap,
+        )
+        expected = 0
+        for indices, images in dataset:
+            scores = self.engine(images)
+            batch = []
+            for row, index in enumerate(indices.numpy().tolist()):
+                batch.extend(self._gap(expected, index, paths, rejected))
+                batch.append(Scored(index, paths[index], scores=scores, row=row))
+                expected = index + 1
+            yield batch
         tail = self._gap(expected, len(paths), paths, rejected)
         if tail:
             yield tail
