@@ -222,6 +222,27 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(trai
     assert [row["epoch"] for row in history(out)] == [1, 2, 3]
 
 
+def test_lamb_trains_and_resumes_with_its_own_state(packed, tmp_path):
+    import keras
+
+    from furrytag_cli.train import Trainer, prepare_run, train
+    from furrytag_cli.traincheckpoint import load_checkpoint
+
+    out = tmp_path / "lamb"
+    settings = ("optimizer.name=lamb", "train.epochs=2", "train.steps_per_epoch=3")
+    with pytest.raises(Interrupt):
+        train("tiny", data=packed, out=out, overrides=settings, callbacks=[interrupt_after(4)], verbose=0)
+    saved = load_checkpoint(out)
+    resumed = Trainer(prepare_run(None, data=None, out=None, resume=out), verbose=0)
+    resumed.restore(resumed.run.checkpoint)
+    assert isinstance(resumed.model.optimizer, keras.optimizers.Lamb)
+    for variable, value in zip(resumed.model.optimizer.variables, saved.optimizer):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    result = train(resume=out, verbose=0)
+    assert result.state.global_step == 6 and all(np.isfinite(row["loss"]) for row in history(out))
+    assert yaml.safe_load((out / "config.yaml").read_text())["optimizer"]["name"] == "lamb"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "optimizer.lrr=0.1"], r"optimizer: unknown key 'lrr' \(did you mean 'lr'\?\)"),
     (["--set", "train.batch_size=4096"], r"fewer than one global batch"),

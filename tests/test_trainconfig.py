@@ -48,6 +48,7 @@ def test_unknown_config_name_suggests_the_closest():
     ("augment: {crop_area: [0.9, 0.5]}\n", r"augment\.crop_area must be \[low, high\]"),
     ("augment: {crop_area: 0.5}\n", r"crop_area must be a list of 2 numbers; received 0.5"),
     ("optimizer: {lr: -1}\n", r"optimizer\.lr must be > 0"),
+    ("optimizer: {name: lambb}\n", r"optimizer\.name must be one of adamw, lamb; received 'lambb' \(did you mean 'lamb'\?\)"),
     ("loss: {asymmetric: {gamma: 2}}\n", r"loss\.asymmetric: unknown key 'gamma'"),
     ("- a list\n", r"expected a mapping, received list"),
 ])

@@ -24,6 +24,7 @@ from furrytag_cli.schema import check_keys, did_you_mean
 
 RESOLVED_CONFIG = "config.yaml"
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("adamw", "lamb")
 # Files of configs/ that are not training configs.
 _NOT_TRAINING = ("models",)
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -88,6 +89,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
+    name: str = "adamw"
     lr: float = 1e-3
     lr_reference_batch: int | None = None
     weight_decay: float = 0.05
@@ -96,6 +98,9 @@ class OptimizerConfig:
     clipnorm: float | None = 1.0
 
     def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}; received "
+                              f"{self.name!r}{did_you_mean(str(self.name), OPTIMIZERS)}")
         if not self.lr > 0:
             raise ConfigError(f"optimizer.lr must be > 0; received lr={self.lr}")
         _at_least("optimizer.weight_decay", self.weight_decay, 0)

@@ -1,4 +1,5 @@
-"""The optimizer: AdamW with linear warmup then cosine decay, and global-norm clipping."""
+"""The optimizer: AdamW (or LAMB) with linear warmup then cosine decay, and global-norm
+clipping."""
 
 from furrytag_cli.tfruntime import tensorflow
 from furrytag_cli.trainconfig import OptimizerConfig
@@ -32,11 +33,16 @@ def learning_rate_schedule(config: OptimizerConfig, *, total_steps: int, steps_p
 
 
 def make_optimizer(config: OptimizerConfig, schedule):
-    """A fresh AdamW following ``schedule`` (one per training phase)."""
+    """A fresh optimizer following ``schedule`` (one per training phase).
+
+    AdamW by default; LAMB (Adam with a per-layer trust ratio) keeps large global batches
+    stable, e.g. on many GPUs or a TPU.
+    """
     tensorflow()
     import keras
 
-    optimizer = keras.optimizers.AdamW(
+    kind = keras.optimizers.Lamb if config.name == "lamb" else keras.optimizers.AdamW
+    optimizer = kind(
         learning_rate=schedule, weight_decay=config.weight_decay,
         global_clipnorm=config.clipnorm,
     )
