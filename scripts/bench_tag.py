@@ -15,8 +15,9 @@ one run, in images/s:
                           one model.predict on the legacy-format model (a subprocess)
 plus the pipeline alone (decode + preprocess on every core, no model) and the end-to-end
 ceiling it implies when decoding and the model take turns on the cores, and prints the
-ratios against the goals: (c, lite) ≥ 1.5 × (a), (c, lite) ≥ 0.85 × (b), (c) ≥ 4 × (d). Memory: peak RSS of `furrytag tag` (c) and of (d) at two image counts,
-each in a fresh process, and of (c) over N and 10×N files with a small model.
+ratios against the goals: (c, lite) ≥ 1.5 × (a), (c, lite) ≥ 0.85 × (b), (c) ≥ 4 × (d).
+Memory: peak RSS of `furrytag tag` (c) and of (d) at two image counts, each in a fresh
+process, and of (c) over N and 10×N files with a small model.
 Optional: score drift and speed of the quantized lite variants; `furrytag --help` time.
 """
 

@@ -21,7 +21,6 @@ from furrytag_cli.scoreset import ScoreSet
 from furrytag_cli.thresholds import Thresholds
 
 
-
 @dataclass(frozen=True)
 class Source:
     """Labelled images: a split of a packed dataset, or a labels file."""

@@ -70,8 +70,11 @@ class Predictor:
         self.heads = heads
         self.tags = {h: bundle.categories.tags(h) for h in heads}
         self.rating = RatingSpec(cuts=options.rating_cuts) if options.rating_cuts else bundle.rating
-        # A thresholds file must fit the model: its heads and tags are checked against it.
-        self._file = options.thresholds.vectors(bundle.categories.heads) if options.thresholds else None
+        # Tuned thresholds, from a file or shipped in the bundle, must fit the model's heads and tags.
+        tuned = options.thresholds
+        if tuned is None and options.tuned and bundle.thresholds:
+            tuned = Thresholds.from_dict(bundle.thresholds, where="bundle thresholds")
+        self._tuned = tuned.vectors(bundle.categories.heads) if tuned is not None else None
         self.thresholds = {h: self._vector(bundle, h) for h in heads}
         self.keep = {
             h: np.array([t not in options.exclude_tags for t in self.tags[h]]) for h in heads
@@ -84,14 +87,9 @@ class Predictor:
             return np.full(len(tags), options.head_thresholds[head])
         if options.threshold is not None:
             return np.full(len(tags), options.threshold)
-        if self._file is not None:
-            return self._file[head]
-        tuned = bundle.thresholds if options.tuned else None
-        if not tuned:
-            return np.full(len(tags), bundle.threshold)
-        default = tuned.get("per_head", {}).get(head, tuned.get("global", bundle.threshold))
-        per_tag = tuned.get("per_tag", {}).get(head, {})
-        return np.array([per_tag.get(t, default) for t in tags], dtype=np.float64)
+        if self._tuned is not None:
+            return self._tuned[head]
+        return np.full(len(tags), bundle.threshold)
 
     def predict(self, scores: Scores, row: int) -> Tagging:
         """The tags of row ``row`` of a batch's scores."""

@@ -83,7 +83,8 @@ def tag_command(
     check_output(spec)
     options = TagOptions(
         threshold=threshold, head_thresholds=parse_head_thresholds(head_threshold),
-        tuned=tuned_thresholds, thresholds=load_thresholds(thresholds) if thresholds else None, top_k=top_k, heads=_split(heads) or None,
+        tuned=tuned_thresholds, thresholds=load_thresholds(thresholds) if thresholds else None,
+        top_k=top_k, heads=_split(heads) or None,
         rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
         exclude_tags=frozenset(_split(exclude_tags)), all_scores=all_scores,
     )
