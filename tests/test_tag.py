@@ -370,18 +370,23 @@ def test_closed_pipe_ends_quietly(native_bundle_dir, gallery):
 def test_ctrl_c_flushes_what_is_done_and_exits_130(native_bundle_dir, tmp_path):
     many = tmp_path / "many"
     write_good_images(many)
-    for i in range(150):
+    copies = 600
+    for i in range(copies):
         shutil.copytree(many, tmp_path / "pile" / f"c{i}", ignore=shutil.ignore_patterns("c*"))
+    total = sum(1 for path in (tmp_path / "pile").rglob("*") if path.is_file())
     out = tmp_path / "out.json"
     proc = spawn("tag", tmp_path / "pile", "-m", native_bundle_dir, "--batch-size", "2", "-f", "json",
                  "-o", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def first_batch_written() -> bool:
+        return any(tmp.stat().st_size > len("[") for tmp in tmp_path.glob(".out.json.*.tmp"))
+
     deadline = time.time() + 120
-    while not list(tmp_path.glob(".out.json.*.tmp")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
+    while not first_batch_written() and time.time() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     data = json.loads(out.read_text())
-    assert 0 < len(data) < 1350
+    assert 0 < len(data) < total
     assert "Stopping after the current batch" in err.decode()
