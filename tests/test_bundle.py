@@ -68,6 +68,13 @@ def test_missing_head_and_unknown_keys_are_refused(native_bundle_dir, tmp_path):
         load_bundle(copy)
 
 
+def test_unparsable_metadata_is_refused_with_its_line(native_bundle_dir, tmp_path):
+    copy = _copy(native_bundle_dir, tmp_path)
+    (copy / METADATA).write_text("format: furrytag\nheads: [\n")
+    with pytest.raises(BundleError, match=r"bundle metadata .*furrytag\.yaml is not valid YAML at line 3"):
+        load_bundle(copy)
+
+
 def test_corrupt_weights_are_refused(native_bundle_dir, tmp_path):
     copy = _copy(native_bundle_dir, tmp_path)
     (copy / "model.keras").write_bytes(b"PK\x03\x04 not really a keras file")

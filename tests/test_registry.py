@@ -50,7 +50,14 @@ def test_custom_registry_loads(tmp_path):
     (("    url: http://127.0.0.1/m.zip\n", ""), "google_drive_id"),
     (("input_size: 32", "input_size: big"), "input_size must be a positive integer"),
     (("    params: 1M\n", "    params: 1M\n    sha256: abc\n"), "sha256 must be 64 hex"),
+    (("    url: http", "    url: [http"), r"models\.yaml is not valid YAML at line \d+"),
 ])
 def test_bad_registries_are_rejected_clearly(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message):
         load_registry(_write(tmp_path, GOOD.replace(*edit)))
+
+
+def test_a_registry_named_by_the_environment_must_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("FURRYTAG_REGISTRY", str(tmp_path / "mine.yaml"))
+    with pytest.raises(ConfigError, match=r"model registry .*mine\.yaml does not exist; unset FURRYTAG_REGISTRY"):
+        load_registry()

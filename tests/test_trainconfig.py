@@ -51,6 +51,7 @@ def test_unknown_config_name_suggests_the_closest():
     ("optimizer: {name: lambb}\n", r"optimizer\.name must be one of adamw, lamb; received 'lambb' \(did you mean 'lamb'\?\)"),
     ("loss: {asymmetric: {gamma: 2}}\n", r"loss\.asymmetric: unknown key 'gamma'"),
     ("- a list\n", r"expected a mapping, received list"),
+    ("train: {epochs: 3\n", r"config .*c\.yaml is not valid YAML at line 2"),
 ])
 def test_bad_configs_name_the_key_and_what_was_received(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

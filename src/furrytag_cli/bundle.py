@@ -19,7 +19,7 @@ from furrytag_cli import __version__
 from furrytag_cli.categories import CategorySet, RatingSpec
 from furrytag_cli.errors import BundleError, CategoryError, ConfigError
 from furrytag_cli.preprocess import PreprocessSpec
-from furrytag_cli.schema import check_keys
+from furrytag_cli.schema import check_keys, read_yaml
 
 METADATA = "furrytag.yaml"
 WEIGHTS = "model.keras"
@@ -156,10 +156,7 @@ def _unpack_zip(path: Path) -> Path:
 
 def _load_native(root: Path) -> Bundle:
     where = str(root / METADATA)
-    try:
-        meta = yaml.safe_load((root / METADATA).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise BundleError(f"cannot read {where}: {exc}") from None
+    meta = read_yaml(root / METADATA, "bundle metadata", error=BundleError)
     try:
         check_keys(meta, allowed=_KEYS, required=("format", "format_version", "name",
                                                   "preprocess", "heads"), where=where)

@@ -5,11 +5,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from furrytag_cli.errors import ConfigError
 from furrytag_cli.resources import data_dir
-from furrytag_cli.schema import check_keys, did_you_mean
+from furrytag_cli.schema import check_keys, did_you_mean, read_yaml
 
 _ENTRY_KEYS = (
     "format", "backbone", "input_size", "normalized", "params",
@@ -73,10 +71,8 @@ def load_registry(path: Path | None = None) -> Registry:
     if path is None:
         path = os.environ.get("FURRYTAG_REGISTRY") or data_dir("configs") / "models.yaml"
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read model registry {path}: {exc}") from None
+    raw = read_yaml(path, "model registry",
+                    missing_hint="; unset FURRYTAG_REGISTRY or point it at a models.yaml")
     where = str(path)
     check_keys(raw, allowed=("default", "models"), required=("default", "models"), where=where)
     check_keys(raw["models"], allowed=raw["models"] or (), where=f"{where}: models")

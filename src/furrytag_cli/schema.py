@@ -1,7 +1,8 @@
-"""Validation of config-like mappings at the edge: unknown keys rejected with a hint."""
+"""Config-like files at the edge: read with clear errors, unknown keys rejected with a hint."""
 
 import difflib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from furrytag_cli.errors import ConfigError
@@ -34,3 +35,28 @@ def check_keys(
         if key not in data:
             raise ConfigError(f"{where}: missing required key {key!r}")
     return data
+
+
+def read_yaml(path: str | Path, what: str, *, missing_hint: str = "", syntax: str = "YAML",
+              error: type[Exception] = ConfigError) -> Any:
+    """The parsed YAML document in ``path`` (JSON is YAML too).
+
+    ``what`` names the file in errors ("model registry"); ``missing_hint`` follows the
+    message for a file that does not exist; ``error`` is the exception type raised.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist{missing_hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise error(f"{what} {path} is not valid {syntax}{line}{f': {problem}' if problem else ''}") from None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from furrytag_cli.errors import ConfigError
-from furrytag_cli.schema import check_keys, did_you_mean
+from furrytag_cli.schema import check_keys, did_you_mean, read_yaml
 from furrytag_cli.scoreset import ScoreSet
 from furrytag_cli.sweeps import best_f1_cuts, break_even_cut
 
@@ -85,24 +85,8 @@ class Thresholds:
 
 def load_thresholds(path: str | Path) -> Thresholds:
     """Thresholds from a YAML or JSON file, as ``furrytag evaluate --save-thresholds`` writes."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"thresholds file {path} does not exist; write one with "
-            "furrytag evaluate ... --save-thresholds FILE"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read thresholds file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"thresholds file {path} is not valid YAML or JSON{where}") from None
+    data = read_yaml(path, "thresholds file", syntax="YAML or JSON",
+                     missing_hint="; write one with furrytag evaluate ... --save-thresholds FILE")
     return replace(Thresholds.from_dict(data, where=str(path)), source=str(path))
 
 

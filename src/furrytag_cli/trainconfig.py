@@ -20,7 +20,7 @@ import yaml
 
 from furrytag_cli.errors import ConfigError
 from furrytag_cli.resources import data_dir
-from furrytag_cli.schema import check_keys, did_you_mean
+from furrytag_cli.schema import check_keys, did_you_mean, read_yaml
 
 RESOLVED_CONFIG = "config.yaml"
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -290,18 +290,15 @@ def find_config(name: str | Path) -> Path:
     )
 
 
-def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
+def read_config(path: Path) -> dict:
+    data = read_yaml(path, "config")
     return check_keys({} if data is None else data,
                       allowed=[f.name for f in dataclasses.fields(TrainConfig)], where=str(path))
 
 
 def config_from_file(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """A config file with ``--set`` overrides applied, validated."""
-    return TrainConfig.from_dict(apply_overrides(read_yaml(path), overrides), where=str(path))
+    return TrainConfig.from_dict(apply_overrides(read_config(path), overrides), where=str(path))
 
 
 def load_config(name: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
