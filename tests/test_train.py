@@ -116,6 +116,18 @@ def test_progress_goes_to_stderr_as_plain_lines_when_it_is_not_a_terminal(run, p
     assert all("loss " in line and "val_loss " in line and "val F1 " in line for line in epochs)
 
 
+def test_early_stopping_ends_the_run_when_the_monitor_stalls(run, packed, tmp_path):
+    # A learning rate of 1e-9 leaves the thresholded validation F1 exactly where it was.
+    out = run("train", "-c", "tiny", "--data", packed, "--out", tmp_path / "r",
+              "--set", "train.epochs=6", "--set", "train.steps_per_epoch=1",
+              "--set", "train.monitor=val_species_f1", "--set", "train.early_stopping=2",
+              "--set", "optimizer.lr=1e-9")
+    assert out.code == 0, out.stderr
+    assert [row["epoch"] for row in history(tmp_path / "r")] == [1, 2, 3]
+    assert "Early stop: val_species_f1 has not improved for 2 epochs." in out.stderr
+    assert (tmp_path / "r" / "bundle" / "furrytag.yaml").is_file()
+
+
 def test_the_loss_goes_down(trained):
     rows = history(trained)
     assert rows[-1]["loss"] < rows[0]["loss"]

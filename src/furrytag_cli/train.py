@@ -224,15 +224,12 @@ class Trainer:
             self.restore(self.run.checkpoint)
         progress = TrainProgress(self.steps, live=self.verbose == 1) if self.verbose else None
         if progress is None:
-            return self._epochs([])
+            return self._epochs([], self.note)
         with progress:
-            note, self.note = self.note, progress.note
-            try:
-                return self._epochs([progress])
-            finally:
-                self.note = note
+            return self._epochs([progress], progress.note)
 
-    def _epochs(self, shown: list) -> TrainState:
+    def _epochs(self, shown: list, note: Note) -> TrainState:
+        """The epoch loop; ``shown`` are progress callbacks, ``note`` prints lines for people."""
         import keras
 
         cfg, state = self.config, self.state
@@ -260,10 +257,10 @@ class Trainer:
                     f"training stopped at step {state.global_step}: the loss became "
                     f"{logs.get('loss', 'NaN')}; lower optimizer.lr or raise optimizer.warmup_epochs"
                     f" (the last good checkpoint is in {self.run.run_dir / CHECKPOINTS})")
-            self._end_epoch(epoch, logs, time.perf_counter() - started)
+            self._end_epoch(epoch, logs, time.perf_counter() - started, note)
         return state
 
-    def _end_epoch(self, epoch: int, logs: dict, seconds: float) -> None:
+    def _end_epoch(self, epoch: int, logs: dict, seconds: float, note: Note) -> None:
         cfg, state = self.config, self.state
         row = {"epoch": epoch + 1, "step": state.global_step,
                "learning_rate": float(self.schedule(max(state.global_step - 1, 0))),
@@ -278,7 +275,7 @@ class Trainer:
             state.wait += 1
             if cfg.train.early_stopping and state.wait >= cfg.train.early_stopping:
                 state.stopped_early = True
-                self.note(f"Early stop: {monitor} has not improved for {state.wait} epochs.")
+                note(f"Early stop: {monitor} has not improved for {state.wait} epochs.")
         self._save(LATEST)
         if self.chief:
             write_logs(self.run.run_dir, state.history)
