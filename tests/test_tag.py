@@ -206,8 +206,14 @@ def test_captions_beside_images_and_mirrored(run, native_bundle_dir, tmp_path):
                    "--output-dir", tmp_path / "captions", "-q")
     assert mirrored.code == 0 and (tmp_path / "captions" / "a" / "photo.txt").is_file()
     (folder / "photo.txt").write_text("hand written\n")
-    run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--skip-existing", "-q")
+    refused = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "-q")
+    assert refused.code == 1 and "already have a caption file" in refused.stderr
+    assert "--skip-existing" in refused.stderr and "--overwrite" in refused.stderr
     assert (folder / "photo.txt").read_text() == "hand written\n"
+    kept = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--skip-existing", "-q")
+    assert kept.code == 0 and (folder / "photo.txt").read_text() == "hand written\n"
+    replaced = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--overwrite", "-q")
+    assert replaced.code == 0 and (folder / "photo.txt").read_text() != "hand written\n"
 
 
 def test_caption_order_and_underscores(native_bundle_dir):
@@ -234,6 +240,88 @@ def test_resume_after_a_torn_line_tags_only_what_is_missing(run, native_bundle_d
     assert [r["path"] for r in resumed] == [json.loads(line)["path"] for line in full]
     assert run("tag", root / "art", "-m", native_bundle_dir, "-o", out, "--resume", "-q").code == 0
     assert len(out.read_text().splitlines()) == 20
+
+
+def test_resume_refuses_files_it_cannot_continue(run, native_bundle_dir, gallery, tmp_path):
+    root, _ = gallery
+    art = root / "art"
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("my own notes\n")
+    result = run("tag", art, "-m", native_bundle_dir, "-o", notes, "--resume")
+    assert result.code == 1 and "is not furrytag jsonl output" in result.stderr
+    assert notes.read_text() == "my own notes\n"
+
+    package = tmp_path / "package.json"
+    package.write_text('{"name": "x"}\n')
+    result = run("tag", art, "-m", native_bundle_dir, "-o", package, "--resume")
+    assert result.code == 1 and "is not furrytag json output" in result.stderr
+    assert package.read_text() == '{"name": "x"}\n'
+
+    earlier = tmp_path / "earlier.json"  # the format follows the name: JSON
+    assert run("tag", art, "-m", native_bundle_dir, "-o", earlier, "-q").code == 0
+    before = earlier.read_text()
+    assert len(json.loads(before)) == 20
+    result = run("tag", art, "-m", native_bundle_dir, "-o", earlier, "-f", "jsonl", "--resume")
+    assert result.code == 1 and "check --format" in result.stderr and earlier.read_text() == before
+
+
+def test_resume_refuses_an_output_of_another_model(run, native_bundle_dir, gallery, tmp_path):
+    from tests.modelfactory import make_native_bundle
+
+    root, _ = gallery
+    out = tmp_path / "out.jsonl"
+    assert run("tag", root / "art", "-m", native_bundle_dir, "-o", out, "-q").code == 0
+    before = out.read_text()
+    other = make_native_bundle(tmp_path / "other", seed=11)
+    result = run("tag", root / "art", "-m", other, "-o", out, "--resume")
+    assert result.code == 1 and "holds tags from another model (tiny-test@" in result.stderr
+    assert out.read_text() == before
+
+
+def test_the_output_name_picks_the_format(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", tmp_path / "tags.csv", "-q")
+    assert result.code == 0
+    assert (tmp_path / "tags.csv").read_text().startswith("path,")
+
+
+def test_resumed_embeddings_keep_the_earlier_rows(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    files = [good["photo.jpg"], good["gray.png"], good["anim.gif"]]
+    out, emb = tmp_path / "o.jsonl", tmp_path / "emb.npy"
+    assert run("tag", *files[:2], "-m", native_bundle_dir, "-o", out, "--embeddings", emb, "-q").code == 0
+    first = np.load(emb)
+    again = run("tag", *files, "-m", native_bundle_dir, "--embeddings", emb)
+    assert again.code == 1 and f"{emb} already exists" in again.stderr
+    assert run("tag", *files, "-m", native_bundle_dir, "-o", out, "--embeddings", emb, "--resume",
+               "-q").code == 0
+    vectors = np.load(emb)
+    assert vectors.shape == (3, 64) and np.array_equal(vectors[:2], first)
+    paths = (tmp_path / "emb.paths.txt").read_text().splitlines()
+    assert paths == sorted(map(str, files[:2])) + [str(files[2])]
+    assert len(out.read_text().splitlines()) == 3
+
+    # A killed run leaves records but no embeddings: those files are run again for their
+    # embeddings only, and the output gets no second record of them.
+    emb.unlink()
+    (tmp_path / "emb.paths.txt").unlink()
+    assert run("tag", *files, "-m", native_bundle_dir, "-o", out, "--embeddings", emb, "--resume",
+               "-q").code == 0
+    assert np.load(emb).shape == (3, 64) and len(out.read_text().splitlines()) == 3
+
+
+def test_output_options_that_do_not_fit_are_refused(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    photo = good["photo.jpg"]
+    for args, message in [
+        (("-o", tmp_path), "is a folder; give a file name"),
+        (("--embeddings", tmp_path), "is a folder; give a file name"),
+        (("--failures", tmp_path), "is a folder; give a file name"),
+        (("-f", "txt", "-o", tmp_path / "caps.txt"), "-f txt writes a caption file beside each image"),
+        (("--output-dir", tmp_path / "caps"), "--output-dir is where -f txt writes captions"),
+    ]:
+        result = run("tag", photo, "-m", native_bundle_dir, *args)
+        assert result.code == 1 and message in result.stderr, (args, result.stderr)
 
 
 def test_embeddings_are_row_aligned_with_paths(run, native_bundle_dir, gallery, tmp_path):

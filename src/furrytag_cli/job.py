@@ -18,7 +18,7 @@ from furrytag_cli.interrupt import StopFlag
 from furrytag_cli.resume import done_keys, file_key, read_records
 from furrytag_cli.sinks import (
     FORMATS, CaptionSink, CaptionStyle, CsvSink, EmbeddingSink, JsonlSink, JsonSink, Result,
-    SinkGroup, TagSink,
+    TagSink, close_all, read_embeddings,
 )
 from furrytag_cli.tagger import Item, Tagger
 
@@ -58,6 +58,12 @@ class Summary:
         return not self.failed
 
 
+def format_for(output: Path | None) -> str:
+    """The format an output file's name asks for (``tags.csv`` → csv); jsonl otherwise."""
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    return suffix if suffix in ("json", "csv") else "jsonl"
+
+
 def check_output(spec: OutputSpec) -> None:
     """Fail before the long run when the outputs cannot be written or would clobber work."""
     if spec.fmt not in FORMATS:
@@ -68,7 +74,15 @@ def check_output(spec: OutputSpec) -> None:
         raise OutputError("--resume reads back JSONL or JSON output; use --format jsonl (or json)")
     if spec.resume and spec.fmt in ("json", "jsonl") and spec.output is None:
         raise OutputError("--resume needs the earlier output file: give it with -o FILE")
+    if spec.fmt == "txt" and spec.output is not None:
+        raise OutputError("-f txt writes a caption file beside each image, not one -o file; "
+                          "drop -o, or give --output-dir FOLDER to write the captions there")
+    if spec.fmt != "txt" and spec.output_dir is not None:
+        raise OutputError(f"--output-dir is where -f txt writes captions; for {spec.fmt} use -o FILE")
     targets = [p for p in (spec.output, spec.embeddings, spec.failures) if p is not None]
+    for target in targets:
+        if target.is_dir():
+            raise OutputError(f"{target} is a folder; give a file name (e.g. {target / 'tags'})")
     if spec.output_dir is not None:
         targets.append(spec.output_dir / "x")
     for target in targets:
@@ -79,12 +93,12 @@ def check_output(spec: OutputSpec) -> None:
             raise OutputError(f"output folder {folder} does not exist; create it first")
         if not os.access(folder, os.W_OK):
             raise OutputError(f"cannot write in {folder}: permission denied")
-    if (spec.output is not None and spec.fmt != "txt" and spec.output.exists()
-            and not (spec.resume or spec.overwrite)):
-        raise OutputError(
-            f"{spec.output} already exists; use --resume to continue that run or "
-            "--overwrite to replace it"
-        )
+    for target in (spec.output, spec.embeddings):
+        if target is not None and target.exists() and not (spec.resume or spec.overwrite):
+            raise OutputError(
+                f"{target} already exists; use --resume to continue that run or "
+                "--overwrite to replace it"
+            )
 
 
 class TagJob:
@@ -99,26 +113,57 @@ class TagJob:
         self.summary = Summary(total=len(files) + len(problems), failed=list(problems))
         self.root = root
         self.stdout = stdout or sys.stdout
-        self.files, previous = self._pending(list(files))
+        self.previous: list[dict] = []
+        self.recorded: set[Path] = set()  # pending only for their embeddings
+        self.embedded = read_embeddings(spec.embeddings) if spec.resume and spec.embeddings else (None, [])
+        self.files = self._pending(list(files))
         self.summary.skipped = len(files) - len(self.files)
-        self.previous = previous
 
-    def _pending(self, files: list[Path]) -> tuple[list[Path], list[dict]]:
+    def _pending(self, files: list[Path]) -> list[Path]:
         spec = self.spec
-        if spec.fmt == "txt" and (spec.skip_existing or spec.resume):
-            sink = self._caption_sink(files)
-            return [f for f in files if not sink.caption_path(f).exists()], []
+        if spec.fmt == "txt":
+            return self._pending_captions(files)
         if not spec.resume:
-            return files, []
-        records = read_records(spec.output, spec.fmt)
-        done = done_keys(records)
+            return files
+        self.previous = read_records(spec.output, spec.fmt)
         model = self.tagger.model_id
-        return [f for f in files if file_key(f, model) not in done], records
+        others = sorted({r["model"] for r in self.previous} - {model})
+        if others:
+            raise OutputError(
+                f"{spec.output} holds tags from another model ({others[0]}); --resume continues "
+                f"a run of the same model, and this is {model}: use -o to write to another file"
+            )
+        done = done_keys(self.previous)
+        embedded = set(self.embedded[1])
+        pending = []
+        for file in files:
+            if file_key(file, model) not in done:
+                pending.append(file)
+            elif spec.embeddings is not None and display_path(file) not in embedded:
+                pending.append(file)
+                self.recorded.add(file)
+        return pending
+
+    def _pending_captions(self, files: list[Path]) -> list[Path]:
+        spec = self.spec
+        sink = self._caption_sink(files)
+        captioned = [f for f in files if sink.caption_path(f).exists()]
+        if spec.skip_existing or spec.resume:
+            kept = set(captioned)
+            return [f for f in files if f not in kept]
+        if captioned and not spec.overwrite:
+            raise OutputError(
+                f"{len(captioned)} image(s) already have a caption file (e.g. "
+                f"{sink.caption_path(captioned[0])}); use --skip-existing to keep them and "
+                "caption the rest, or --overwrite to replace them"
+            )
+        return files
 
     def _caption_sink(self, files: Sequence[Path]) -> CaptionSink:
         return CaptionSink(self.spec.caption, files, output_dir=self.spec.output_dir, root=self.root)
 
-    def _sink(self) -> TagSink:
+    def _sinks(self) -> tuple[TagSink, EmbeddingSink | None]:
+        """The main output and the embeddings output (when asked for)."""
         spec = self.spec
         stream = self.stdout if spec.output is None else None
         if spec.fmt == "jsonl":
@@ -130,17 +175,16 @@ class TagJob:
             main = CsvSink(spec.output, self.tagger.predictor.heads, spec.long, stream)
         else:
             main = self._caption_sink(self.files)
-        sinks = [main]
-        if spec.embeddings is not None:
-            sinks.append(EmbeddingSink(spec.embeddings))
-        return SinkGroup(sinks)
+        if spec.embeddings is None:
+            return main, None
+        return main, EmbeddingSink(spec.embeddings, previous=self.embedded)
 
     def run(self, on_batch: Callable[[list[Item]], None] = lambda items: None,
             stop: StopFlag | None = None) -> Summary:
         """Tag everything pending; return the summary (also when stopped early)."""
         summary = self.summary
         start = time.perf_counter()
-        sink = self._sink()
+        main, embeddings = self._sinks()
         model = self.tagger.model_id
         try:
             for items in self.tagger.tag_batches(self.files):
@@ -152,7 +196,9 @@ class TagJob:
                     else:
                         summary.failed.append((display_path(item.path), item.reason))
                 try:
-                    sink.write(results)
+                    main.write([r for r in results if r.path not in self.recorded])
+                    if embeddings is not None:
+                        embeddings.write(results)
                 except BrokenPipeError:
                     summary.pipe_closed = True
                     _silence_stdout()
@@ -166,7 +212,7 @@ class TagJob:
                     break
         finally:
             try:
-                sink.close()
+                close_all([main] if embeddings is None else [main, embeddings])
             except BrokenPipeError:
                 summary.pipe_closed = True
                 _silence_stdout()

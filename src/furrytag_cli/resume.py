@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from furrytag_cli.discovery import display_path
+from furrytag_cli.errors import OutputError
 
 Key = tuple[str, int, float, str]
 
@@ -30,25 +31,32 @@ def record_key(record: dict) -> Key | None:
 
 
 def read_records(path: Path, fmt: str) -> list[dict]:
-    """The complete records of an earlier output (a torn last JSONL line is ignored)."""
+    """The complete records of an earlier output (a torn last JSONL line is ignored).
+
+    Raises OutputError when the file holds anything but furrytag records in ``fmt``, so
+    that resuming never appends to (or replaces) a file it does not understand.
+    """
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
     if fmt == "json":
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return []
-        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
-    records = []
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
+        records = _parse(text) if text.strip() else []
+    else:
+        lines = [line for line in text.splitlines(keepends=True) if line.endswith("\n")]
+        records = [_parse(line) for line in lines]
+    if not isinstance(records, list) or any(record_key(r) is None for r in records):
+        raise OutputError(
+            f"{path} is not furrytag {fmt} output, so --resume cannot continue it; check "
+            "--format (-f), or use --overwrite to replace the file or -o to write another"
+        )
     return records
+
+
+def _parse(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def done_keys(records: Iterable[dict]) -> set[Key]:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -267,12 +267,36 @@ class CaptionSink(TagSink):
                 raise OutputError(f"cannot write caption {target}: {exc.strerror}") from None
 
 
-class EmbeddingSink(TagSink):
-    """Embeddings as a float32 ``.npy`` (rows aligned with ``<name>.paths.txt``)."""
+def embedding_index(target: Path) -> Path:
+    """The paths file whose lines name the rows of embeddings file ``target``."""
+    return target.with_suffix(".paths.txt")
 
-    def __init__(self, target: Path):
+
+def read_embeddings(target: Path) -> tuple[np.ndarray | None, list[str]]:
+    """The rows and paths of an earlier embeddings file (none when it does not exist)."""
+    if not target.exists():
+        return None, []
+    try:
+        rows = np.load(target, allow_pickle=False)
+        paths = embedding_index(target).read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read the earlier embeddings {target} to continue them: {exc}; "
+                          "use --overwrite to start them afresh") from None
+    if rows.ndim != 2 or len(rows) != len(paths):
+        raise OutputError(f"{target} and {embedding_index(target)} disagree ({len(rows)} rows, "
+                          f"{len(paths)} paths); use --overwrite to start them afresh")
+    return rows, paths
+
+
+class EmbeddingSink(TagSink):
+    """Embeddings as a float32 ``.npy`` (rows aligned with ``<name>.paths.txt``).
+
+    ``previous`` (rows and paths of an earlier run) are kept ahead of the new rows.
+    """
+
+    def __init__(self, target: Path, previous: tuple[np.ndarray | None, Sequence[str]] = (None, ())):
         self.target = target
-        self.index = _StagedFile(target.with_suffix(".paths.txt"))
+        self.index = _StagedFile(embedding_index(target))
         try:
             fd, raw = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rows", dir=target.parent)
         except OSError as exc:
@@ -280,10 +304,18 @@ class EmbeddingSink(TagSink):
         self.raw_path = Path(raw)
         self.raw = os.fdopen(fd, "wb")
         self.count, self.width = 0, 0
+        rows, paths = previous
+        if rows is not None and len(rows):
+            self.raw.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+            self.index.stream.write("".join(f"{path}\n" for path in paths))
+            self.count, self.width = rows.shape
 
     def write(self, results: Sequence[Result]) -> None:
         for result in results:
             vector = np.asarray(result.tagging.embedding, dtype=np.float32)
+            if self.count and vector.shape[-1] != self.width:
+                raise OutputError(f"{self.target} holds {self.width}-wide embeddings of another model; "
+                                  f"this one's are {vector.shape[-1]} wide: write them to another file")
             self.width = vector.shape[-1]
             self.raw.write(vector.tobytes())
             self.index.stream.write(display_path(result.path) + "\n")
@@ -300,25 +332,16 @@ class EmbeddingSink(TagSink):
         self.index.commit()
 
 
-@dataclass
-class SinkGroup(TagSink):
-    """Several sinks fed the same results."""
-
-    sinks: list[TagSink] = field(default_factory=list)
-
-    def write(self, results: Sequence[Result]) -> None:
-        for sink in self.sinks:
-            sink.write(results)
-
-    def close(self) -> None:
-        errors = []
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except (OSError, OutputError) as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+def close_all(sinks: Sequence[TagSink]) -> None:
+    """Close every sink, even when one fails; then raise the first failure."""
+    errors = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except (OSError, OutputError) as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def truncate_torn_line(path: Path) -> None:

@@ -25,7 +25,7 @@ def tag_command(
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip files matching this pattern (repeatable).")] = [],
     null: Annotated[bool, typer.Option("-0", "--null", help="Paths from stdin/@LIST are NUL-separated.")] = False,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help=f"Output format: {_FORMATS}. "
-        "Default: jsonl (txt writes a caption beside each image).")] = None,
+        "Default: from the -o name (.json, .csv), else jsonl (txt writes a caption beside each image).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="txt: write captions here, mirroring the input tree.")] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="JSON/JSONL: include every tag's score.")] = False,
@@ -55,7 +55,7 @@ def tag_command(
     strict: Annotated[bool, typer.Option(help="Stop at the first file that fails.")] = False,
     resume: Annotated[bool, typer.Option(help="Skip files already in the output (same file, same model).")] = False,
     skip_existing: Annotated[bool, typer.Option(help="txt: skip images that already have a caption.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output, embeddings or caption files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     offline: Annotated[bool, typer.Option(help="Never use the network; the model must be cached.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
@@ -64,7 +64,7 @@ def tag_command(
     from furrytag_cli.categories import RatingSpec
     from furrytag_cli.discovery import discover
     from furrytag_cli.interrupt import graceful_interrupt
-    from furrytag_cli.job import OutputSpec, TagJob, check_output
+    from furrytag_cli.job import OutputSpec, TagJob, check_output, format_for
     from furrytag_cli.predict import TagOptions, parse_head_thresholds
     from furrytag_cli.sinks import CaptionStyle
     from furrytag_cli.thresholds import load_thresholds
@@ -74,7 +74,7 @@ def tag_command(
     if order not in ("score", "head"):
         raise FurrytagError(f"--order must be 'score' or 'head'; received {order!r}")
     spec = OutputSpec(
-        fmt=fmt or "jsonl", output=output, output_dir=output_dir,
+        fmt=fmt or format_for(output), output=output, output_dir=output_dir,
         caption=CaptionStyle(underscores=underscores, escape_parens=escape_parens,
                              prefix=_split(prefix), suffix=_split(suffix), order=order),
         long=long, embeddings=embeddings, failures=failures, resume=resume,
