@@ -151,6 +151,19 @@ def test_compare_two_models(packed, capsys, monkeypatch, tmp_path):
     assert (tmp_path / "r" / "tiny-other" / "metrics.json").is_file()
 
 
+def test_models_that_share_a_name_are_told_apart(packed, capsys, monkeypatch, tmp_path):
+    data, _, first, second = packed
+    result = run(capsys, monkeypatch, "-m", first, "-m", second, "--data", data,
+                 "--scores", tmp_path / "scores", "--report", tmp_path / "r")
+    assert result.code == 0, result.stderr
+    labels = [f"tiny-test@{load_bundle(b).fingerprint()[:8]}" for b in (first, second)]
+    assert all(label in result.stdout for label in labels)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(labels)
+    assert len(list((tmp_path / "scores").glob("tiny-test@*.test.npz"))) == 2
+    twice = run(capsys, monkeypatch, "-m", first, "-m", first, "--data", data)
+    assert twice.code == 1 and "is the same model as --model" in twice.stderr
+
+
 def write_images(folder, count):
     rng = np.random.default_rng(1)
     folder.mkdir(parents=True, exist_ok=True)
@@ -213,6 +226,10 @@ def test_bad_labels_files(tmp_path, name, text, message):
     ((), "give either --data DATA"),
     (("--split", "dev"), "--split must be one of train, val, test"),
     (("--tune-on", "everything"), "--tune-on must be one of"),
+    (("--batch-size", "-3"), "--batch-size must be at least 1; received -3"),
+    (("--threshold", "2"), "--threshold must be between 0 and 1; received 2.0"),
+    (("--min-support", "0"), "--min-support must be at least 1; received 0"),
+    (("--shrinkage", "-5"), "--shrinkage must be 0 or more; received -5.0"),
 ])
 def test_bad_options(packed, capsys, monkeypatch, args, message):
     data, _, bundle, _ = packed

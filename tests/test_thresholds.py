@@ -112,11 +112,13 @@ def test_round_trip_through_yaml():
 @pytest.mark.parametrize(("data", "message"), [
     ({"globl": 0.4}, "unknown key 'globl' \\(did you mean 'global'\\?\\)"),
     ({"per_head": {}}, "missing required key 'global'"),
-    ({"global": "0.4"}, "thresholds.global must be a finite number; received '0.4'"),
+    ({"global": "0.4"}, "thresholds.global must be a number from 0 to 1; received '0.4'"),
+    ({"global": 5}, "thresholds.global must be a number from 0 to 1; received 5"),
+    ({"global": 0.4, "per_head": {"a": 1.7}}, "per_head.a must be a number from 0 to 1; received 1.7"),
     ({"global": True}, "received True"),
-    ({"global": 0.4, "per_head": {"a": float("nan")}}, "per_head.a must be a finite number"),
+    ({"global": 0.4, "per_head": {"a": float("nan")}}, "per_head.a must be a number from 0 to 1"),
     ({"global": 0.4, "per_tag": {"a": [0.3]}}, "per_tag.a: expected a mapping, received list"),
-    ({"global": 0.4, "per_tag": {"a": {"x": None}}}, "per_tag.a.x must be a finite number"),
+    ({"global": 0.4, "per_tag": {"a": {"x": None}}}, "per_tag.a.x must be a number from 0 to 1"),
 ])
 def test_from_dict_rejects_malformed_data(data, message):
     with pytest.raises(ConfigError, match=message):

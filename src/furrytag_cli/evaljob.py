@@ -105,10 +105,12 @@ def evaluate_model(
     request: EvalRequest,
     *,
     progress: Callable[[str, int | None], Callable[[list | int], None]] | None = None,
+    label: str | None = None,
 ) -> ModelReport:
     """Score ``bundle`` on the request's images (cached scores reused) and measure it.
 
     ``progress(label, total)`` returns the callback each scoring pass reports batches to.
+    ``label`` names the model in the scores cache (default: the bundle's name).
     """
     tagger = None
     model_id = f"{bundle.name}@{bundle.fingerprint()}"
@@ -120,7 +122,7 @@ def evaluate_model(
         data = str(source.labels) if source.labels is not None else f"{Path(source.data).resolve()}:{source.split}"
         path = None
         if request.scores_dir is not None:
-            path = request.scores_dir / f"{bundle.name}.{source.name}.npz"
+            path = request.scores_dir / f"{label or bundle.name}.{source.name}.npz"
 
         def compute() -> ScoreSet:
             nonlocal tagger

@@ -71,11 +71,11 @@ class Thresholds:
         per_head = _mapping(data.get("per_head"), f"{where}.per_head")
         per_tag = _mapping(data.get("per_tag"), f"{where}.per_tag")
         return cls(
-            default=_number(data["global"], f"{where}.global"),
-            per_head={str(h): _number(v, f"{where}.per_head.{h}") for h, v in per_head.items()},
+            default=_threshold(data["global"], f"{where}.global"),
+            per_head={str(h): _threshold(v, f"{where}.per_head.{h}") for h, v in per_head.items()},
             per_tag={
                 str(h): {
-                    str(t): _number(v, f"{where}.per_tag.{h}.{t}")
+                    str(t): _threshold(v, f"{where}.per_tag.{h}.{t}")
                     for t, v in _mapping(tags, f"{where}.per_tag.{h}").items()
                 }
                 for h, tags in per_tag.items()
@@ -96,9 +96,9 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return check_keys(value, allowed=value if isinstance(value, Mapping) else (), where=where)
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number; received {value!r}")
+def _threshold(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{where} must be a number from 0 to 1; received {value!r}")
     return float(value)
 
 

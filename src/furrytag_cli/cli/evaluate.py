@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli.progress import BatchProgress
+from furrytag_cli.errors import FurrytagError
 
 
 def evaluate_command(
@@ -57,6 +58,7 @@ def evaluate_command(
     from furrytag_cli import evaljob
     from furrytag_cli.tagger import resolve_bundle
 
+    _check_numbers(batch_size, threshold, min_support, shrinkage)
     if labels is not None and tune_on == "val":
         tune_on = "none"
     source, tuning = evaljob.resolve_sources(data, split, labels, tune_on)
@@ -78,20 +80,21 @@ def evaluate_command(
         bars.append(bar.__enter__())
         return lambda batch: bar.advance(batch) if isinstance(batch, int) else bar.update(batch)
 
+    bundles = [resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+               for model in models or [None]]
     reports = {}
-    for model in models or [None]:
+    for label, bundle in zip(_labels(bundles, models or [None]), bundles):
         bars: list[BatchProgress] = []
-        bundle = resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
         try:
-            result = evaljob.evaluate_model(bundle, request, progress=progress)
+            result = evaljob.evaluate_model(bundle, request, progress=progress, label=label)
         finally:
             for bar in bars:
                 bar.__exit__(None, None, None)
-        reports[bundle.name] = result
+        reports[label] = result
         for note in result.notes if show else ():
             typer.echo(note, err=True)
         if result.failed and show:
-            typer.echo(f"{len(result.failed)} image(s) of {bundle.name} could not be read and were "
+            typer.echo(f"{len(result.failed)} image(s) of {label} could not be read and were "
                        "left out of its metrics", err=True)
     _render(reports, request, quiet=quiet, as_json=as_json, compare_at=compare_at)
     for name, result in reports.items():
@@ -106,6 +109,30 @@ def evaluate_command(
         if write_thresholds:
             path = evaljob.write_thresholds(result, cache_dir)
             typer.echo(f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True)
+
+
+def _check_numbers(batch_size: int, threshold: float | None, min_support: int, shrinkage: float) -> None:
+    """Option values checked before any model is loaded or image scored."""
+    if batch_size < 1:
+        raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise FurrytagError(f"--threshold must be between 0 and 1; received {threshold}")
+    if min_support < 1:
+        raise FurrytagError(f"--min-support must be at least 1; received {min_support}")
+    if not 0 <= shrinkage < float("inf"):
+        raise FurrytagError(f"--shrinkage must be 0 or more; received {shrinkage}")
+
+
+def _labels(bundles, given) -> list[str]:
+    """A distinct name per model: its own, or name@fingerprint where two share a name."""
+    names = [bundle.name for bundle in bundles]
+    labels = [name if names.count(name) == 1 else f"{name}@{bundle.fingerprint()[:8]}"
+              for name, bundle in zip(names, bundles)]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise FurrytagError(f"--model {given[i]} is the same model as --model "
+                                     f"{given[labels.index(label)]}; give each model once")
+    return labels
 
 
 def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | None) -> None:
