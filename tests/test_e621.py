@@ -129,6 +129,13 @@ def test_untagged_posts_kept_on_request_have_empty_heads(tmp_path):
     assert all(tags == () for tags in post.tags.values())
 
 
+def test_a_build_that_keeps_nothing_is_an_error_and_writes_no_manifest(tmp_path):
+    with pytest.raises(DatasetError, match=r"no post was kept of the \d+ read .*\(dropped: .*\d+ format"):
+        build(tmp_path, formats=("tiff",))
+    assert not (tmp_path / "data" / "manifest.jsonl").exists()
+    assert not (tmp_path / "data" / "manifest.jsonl.partial").exists()
+
+
 def test_limit_stops_after_that_many_kept_posts(tmp_path):
     report, entries = build(tmp_path, limit=5)
     assert [e.id for e in entries] == [101, 102, 103, 104, 112]

@@ -260,6 +260,8 @@ def test_lamb_trains_and_resumes_with_its_own_state(packed, tmp_path):
     (["--set", "train.batch_size=4096"], r"fewer than one global batch"),
     (["--set", "loss.head_weights.speceis=2"], r"unknown head 'speceis' \(did you mean 'species'\?\)"),
     (["--set", "data.val_split=tset"], r"no examples of split 'tset'"),
+    (["--set", "train.monitor=val_los"],
+     r"train\.monitor 'val_los' is not a metric training logs \(did you mean 'val_loss'\?\)"),
 ])
 def test_bad_settings_give_one_clear_error_line(run, packed, tmp_path, args, message):
     out = run("train", "--config", "tiny", "--data", packed, "--out", tmp_path / "r", *args)
@@ -347,3 +349,15 @@ def test_the_synthetic_labels_are_learnable(tmp_path):
     # Predicting every tag scores micro-F1 of about 0.4 here; the tiny model must do better.
     assert result.bundle.metrics["tuned"]["micro"]["f1"] > 0.5
     assert result.bundle.metrics["rating_accuracy"] > 0.8
+
+
+def test_the_monitored_metric_is_checked_and_falls_back_without_a_val_split():
+    from furrytag_cli.errors import ConfigError
+    from furrytag_cli.train import monitored_metric
+
+    heads = ("action", "species")
+    assert monitored_metric("val_species_f1", heads, validated=True) == "val_species_f1"
+    assert monitored_metric("val_loss", heads, validated=False) == "loss"
+    assert monitored_metric("rating_loss", heads, validated=False) == "rating_loss"
+    with pytest.raises(ConfigError, match=r"'val_specis_f1' .* \(did you mean 'val_species_f1'\?\)"):
+        monitored_metric("val_specis_f1", heads, validated=True)

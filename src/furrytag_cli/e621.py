@@ -145,6 +145,14 @@ def build_dataset(
         raise
     # Every row read was either written or dropped for one reason.
     report.rows = report.kept + sum(report.dropped.values())
+    if not report.kept:
+        partial.unlink(missing_ok=True)
+        reasons = ", ".join(f"{count:,} {reason}" for reason, count in report.dropped.items() if count)
+        raise DatasetError(
+            f"no post was kept of the {report.rows:,} read from {files.posts} "
+            f"(dropped: {reasons or 'none'}); loosen the filters (--formats, --min-score, "
+            "--since, --keep-*) or check the export"
+        )
     try:
         report.duplicates = _finish_manifest(
             partial, report.manifest, keys, families, links, options.splits, counter)

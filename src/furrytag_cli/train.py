@@ -20,6 +20,7 @@ from pathlib import Path
 from furrytag_cli.bundle import Bundle
 from furrytag_cli.categories import CategorySet
 from furrytag_cli.errors import ConfigError, FurrytagError
+from furrytag_cli.schema import did_you_mean
 from furrytag_cli.network import build_model
 from furrytag_cli.preprocess import PreprocessSpec
 from furrytag_cli.tfruntime import tensorflow
@@ -109,6 +110,23 @@ def _mixed_precision(setting, strategy) -> bool:
     return bool(setting)
 
 
+def monitored_metric(monitor: str, heads: Sequence[str], validated: bool) -> str:
+    """The logged metric ``train.monitor`` names, checked before training starts.
+
+    Without a validation split a ``val_`` metric falls back to its training value.
+    """
+    logged = ["loss", "rating_loss", *(f"{head}_{kind}" for head in heads for kind in ("loss", "f1"))]
+    names = logged + ([f"val_{name}" for name in logged] if validated else [])
+    if monitor in names:
+        return monitor
+    if not validated and monitor.startswith("val_") and monitor[4:] in names:
+        return monitor[4:]
+    raise ConfigError(
+        f"train.monitor {monitor!r} is not a metric training logs{did_you_mean(monitor, names)}; "
+        f"choose one of: {', '.join(names)}"
+    )
+
+
 def _monitor_improved(monitor: str, value: float, best: float | None) -> bool:
     if math.isnan(value):
         return False
@@ -165,6 +183,8 @@ class Trainer:
             self.val_steps = math.ceil(self.source.count(cfg.data.val_split) / self.global_batch)
             self.val = eval_dataset(self.source, cfg.data.val_split, self.spec,
                                     batch_size=self.global_batch, cache=cfg.data.cache_val)
+        self.monitor = monitored_metric(cfg.train.monitor, self.source.categories.head_names,
+                                        validated=self.val is not None)
         self.phase = None
         self.tensorboard = TensorBoardLog(run.run_dir) if self.chief else None
 
@@ -267,7 +287,7 @@ class Trainer:
                "seconds": round(seconds, 3), **logs}
         state.history.append(row)
         state.epoch, state.step_in_epoch = epoch + 1, 0
-        monitor = cfg.train.monitor if cfg.train.monitor in logs else "loss"
+        monitor = self.monitor
         if _monitor_improved(monitor, logs[monitor], state.best):
             state.best, state.best_epoch, state.wait = logs[monitor], epoch + 1, 0
             self._save(BEST, with_optimizer=False)
@@ -286,7 +306,7 @@ class Trainer:
         best = load_checkpoint(self.run.run_dir, BEST)
         provenance = {
             "config": self.config.to_dict(), "best_epoch": best.state.best_epoch,
-            "monitor": self.config.train.monitor, "best_value": best.state.best,
+            "monitor": self.monitor, "best_value": best.state.best,
             "global_step": self.state.global_step, "replicas": self.replicas,
             "mixed_precision": self.mixed,
         }
