@@ -263,6 +263,18 @@ def test_disk_full_is_a_clear_error_and_keeps_what_was_written(native_bundle_dir
     assert sorted(paths) == sorted(set(paths)) and len(paths) == 40 and paths[:len(kept)] == kept
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_behind_standard_output_is_one_error_line(native_bundle_dir, tmp_path):
+    write_good_images(tmp_path / "art")
+    with open("/dev/full", "w") as full:
+        proc = spawn("tag", tmp_path / "art", "-m", native_bundle_dir, stdout=full,
+                     stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert err.splitlines()[-1].startswith("Error: No space left on device")
+    assert "Traceback" not in err
+
+
 # --- 18-20: the fuzz run, short ---------------------------------------------------------
 
 

@@ -2,9 +2,12 @@
 
 import json
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +292,46 @@ def test_run_folders_are_not_overwritten_and_resume_needs_a_run(run, trained, tm
     assert out.code == 1 and "is not a training run" in out.stderr
     out = run("train", "--resume", trained, "--config", "tiny")
     assert out.code == 1 and "leave out --config" in out.stderr
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(run, trained, tmp_path):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copy(trained / "config.yaml", fresh / "config.yaml")
+    (fresh / "checkpoints" / "best.tmp").mkdir(parents=True)  # Ctrl-C during the first save
+    out = run("train", "--resume", fresh, "--set", "train.epochs=1")
+    assert out.code == 0, out.stderr
+    assert [row["epoch"] for row in history(fresh)] == [1]
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(run, trained, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "checkpoints" / "latest" / "weights.npz").write_bytes(b"\x93NUMPY garbage")
+    out = run("train", "--resume", copy)
+    assert out.code == 1 and "Traceback" not in out.stderr
+    assert "the latest checkpoint in" in out.stderr and "is damaged" in out.stderr
+    (copy / "checkpoints" / "latest" / "state.json").write_bytes(b"\xff\xfe")
+    out = run("train", "--resume", copy)
+    assert out.code == 1 and "is damaged (UnicodeDecodeError" in out.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_and_says_how_to_continue(packed, tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "furrytag_cli", "train", "-c", "tiny", "--data", str(packed),
+         "--out", str(out), "--set", "train.epochs=500", "--set", "train.checkpoint_every=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"Interrupted: training stopped; continue it from its latest checkpoint with furrytag " \
+           f"train --resume {out}" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow

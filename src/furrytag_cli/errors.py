@@ -43,3 +43,7 @@ class OutputError(FurrytagError):
 
 class DatasetError(FurrytagError):
     """A dataset (export, manifest, shards) is missing or malformed."""
+
+
+class Interrupted(FurrytagError):
+    """Long work stopped by Ctrl-C; the message says how to continue it (exit code 130)."""

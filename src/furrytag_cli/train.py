@@ -19,7 +19,7 @@ from pathlib import Path
 
 from furrytag_cli.bundle import Bundle
 from furrytag_cli.categories import CategorySet
-from furrytag_cli.errors import ConfigError, FurrytagError
+from furrytag_cli.errors import ConfigError, FurrytagError, Interrupted
 from furrytag_cli.schema import did_you_mean
 from furrytag_cli.network import build_model
 from furrytag_cli.preprocess import PreprocessSpec
@@ -28,8 +28,8 @@ from furrytag_cli.trainconfig import (
     RESOLVED_CONFIG, TrainConfig, config_from_file, load_config, save_config,
 )
 from furrytag_cli.traincheckpoint import (
-    BEST, CHECKPOINTS, LATEST, TrainState, load_checkpoint, restore_optimizer, restore_weights,
-    save_checkpoint,
+    BEST, CHECKPOINTS, LATEST, TrainState, checkpoint_path, load_checkpoint, restore_optimizer,
+    restore_weights, save_checkpoint,
 )
 from furrytag_cli.traindata import DataSource, eval_dataset, positive_fractions, train_dataset
 from furrytag_cli.trainexport import export_bundle
@@ -73,8 +73,9 @@ def prepare_run(config: TrainConfig | str | Path | None, *, data: str | Path | N
         if not (run_dir / RESOLVED_CONFIG).is_file():
             raise ConfigError(f"{run_dir} is not a training run (no {RESOLVED_CONFIG} in it)")
         resolved = config_from_file(run_dir / RESOLVED_CONFIG, overrides)
-        checkpoint = load_checkpoint(run_dir, LATEST)
-        state = checkpoint.state
+        # Stopped before its first checkpoint: the run starts again from the beginning.
+        checkpoint = load_checkpoint(run_dir, LATEST) if checkpoint_path(run_dir, LATEST) else None
+        state = checkpoint.state if checkpoint is not None else TrainState()
     else:
         if config is None or out is None:
             raise ConfigError("give --config and --out (or --resume RUN_DIR)")
@@ -336,6 +337,9 @@ def train(config: TrainConfig | str | Path | None = None, *, data: str | Path | 
              f"{trainer.global_batch}, {trainer.steps} steps an epoch; run folder {run.run_dir}")
         state = trainer.fit()
         bundle = trainer.export() if trainer.chief else None
+    except KeyboardInterrupt:
+        raise Interrupted(f"training stopped; continue it from its latest checkpoint with "
+                          f"furrytag train --resume {run.run_dir}") from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     return TrainResult(run_dir=run.run_dir, bundle=bundle, state=state)

@@ -8,6 +8,7 @@ renamed into place, so a crash leaves the previous one whole.
 
 import json
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
 
 
 def _load_arrays(path: Path) -> list[np.ndarray]:
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
@@ -92,9 +93,17 @@ def load_checkpoint(run_dir: Path, name: str = LATEST) -> Checkpoint:
             f"no {name} checkpoint in {Path(run_dir) / CHECKPOINTS}; the run saved none yet "
             "(start it again without --resume)"
         )
-    state = TrainState(**json.loads((folder / _STATE).read_text(encoding="utf-8")))
-    optimizer = _load_arrays(folder / _OPTIMIZER) if (folder / _OPTIMIZER).is_file() else None
-    return Checkpoint(state=state, weights=_load_arrays(folder / _WEIGHTS), optimizer=optimizer)
+    try:
+        state = TrainState(**json.loads((folder / _STATE).read_text(encoding="utf-8")))
+        optimizer = _load_arrays(folder / _OPTIMIZER) if (folder / _OPTIMIZER).is_file() else None
+        weights = _load_arrays(folder / _WEIGHTS)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+        raise ConfigError(
+            f"the {name} checkpoint in {folder} is damaged ({type(exc).__name__}: {exc}); "
+            "start a new run with another --out, or delete that folder and --resume starts "
+            "this run from the beginning"
+        ) from None
+    return Checkpoint(state=state, weights=weights, optimizer=optimizer)
 
 
 def restore_weights(model, arrays: list[np.ndarray], where: str) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from furrytag_cli import __version__
 from furrytag_cli.cli import dataset, download, evaluate, models, tag, train
-from furrytag_cli.errors import FurrytagError
+from furrytag_cli.errors import FurrytagError, Interrupted
 
 app = typer.Typer(
     name="furrytag",
@@ -50,6 +50,9 @@ def main() -> None:
     """Entry point: run the app, turn library errors into one line and an exit code."""
     try:
         code = app(standalone_mode=False)
+    except Interrupted as exc:
+        typer.echo(f"Interrupted: {exc}", err=True)
+        sys.exit(130)
     except FurrytagError as exc:
         if _state["debug"]:
             raise
@@ -63,6 +66,13 @@ def main() -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
+    except OSError as exc:
+        # A file system refusal nobody foresaw (a full disk on stdout, a read-only folder).
+        if _state["debug"] or isinstance(exc, BrokenPipeError):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"Error: {exc.strerror or exc}{where} (--debug shows where it happened)", err=True)
+        sys.exit(1)
     except Exception as exc:
         # Usage errors from Typer's parser carry their own message and exit code (2).
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
