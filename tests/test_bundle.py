@@ -55,6 +55,15 @@ def test_metadata_that_disagrees_with_the_weights_is_refused(native_bundle_dir, 
         load_engine(load_bundle(copy))
 
 
+def test_metadata_with_another_input_size_is_refused(native_bundle_dir, tmp_path):
+    copy = _copy(native_bundle_dir, tmp_path)
+    meta = yaml.safe_load((copy / METADATA).read_text())
+    meta["preprocess"]["size"] = 64
+    (copy / METADATA).write_text(yaml.safe_dump(meta))
+    with pytest.raises(BundleError, match="resized to 64 px but the model takes 32x32"):
+        load_engine(load_bundle(copy))
+
+
 def test_missing_head_and_unknown_keys_are_refused(native_bundle_dir, tmp_path):
     copy = _copy(native_bundle_dir, tmp_path)
     meta = yaml.safe_load((copy / METADATA).read_text())

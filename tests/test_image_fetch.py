@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from furrytag_cli.errors import ConfigError
+from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.image_fetch import (
     FAILURES, FetchOptions, fetch_images, local_image, original_path, sample_path,
 )
@@ -89,6 +89,14 @@ def test_a_wrong_file_is_rejected_and_listed(data, server):
     assert [p for p, _ in server.requests].count(url_path(bad)) == 3
     assert not original_path(data, bad.md5, bad.ext).exists() and leftovers(data) == []
     assert original_path(data, good.md5, good.ext).is_file()
+
+
+def test_an_unreachable_server_stops_the_run_early_and_keeps_the_failure_list(data):
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    with pytest.raises(DatasetError, match=r"stopped: the last \d+ images in a row failed .*"
+                                           r"check that http://127\.0\.0\.1:9 is reachable"):
+        fetch_images(data, FetchOptions(base_url=closed, rate=0, backoff=0, retries=0, timeout=5))
+    assert 25 <= len(failures(data)) < 40
 
 
 def test_server_errors_are_retried_with_exponential_backoff(data, server):

@@ -86,6 +86,10 @@ def test_thresholds_top_k_heads_and_rating_cuts(run, native_bundle_dir, gallery)
     assert bad.code == 1 and "did you mean 'species'" in bad.stderr
     bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--heads", "speciess")
     assert bad.code == 1 and "unknown head 'speciess'" in bad.stderr
+    bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--heads", "rating")
+    assert bad.code == 1 and "the rating is always given" in bad.stderr
+    bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--exclude-tags", "foxx")
+    assert bad.code == 1 and "unknown tag 'foxx' (did you mean 'fox'?)" in bad.stderr
 
 
 def test_tuned_thresholds_in_the_bundle_are_used_unless_disabled(run, native_bundle_dir, gallery, tmp_path):
@@ -280,6 +284,8 @@ def test_resume_refuses_an_output_of_another_model(run, native_bundle_dir, galle
 
 def test_the_output_name_picks_the_format(run, native_bundle_dir, gallery, tmp_path):
     _, good = gallery
+    dash = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", "-", "-f", "csv", "-q")
+    assert dash.code == 0 and dash.stdout.startswith("path,") and not os.path.exists("-")
     result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", tmp_path / "tags.csv", "-q")
     assert result.code == 0
     assert (tmp_path / "tags.csv").read_text().startswith("path,")
@@ -308,6 +314,13 @@ def test_resumed_embeddings_keep_the_earlier_rows(run, native_bundle_dir, galler
     assert run("tag", *files, "-m", native_bundle_dir, "-o", out, "--embeddings", emb, "--resume",
                "-q").code == 0
     assert np.load(emb).shape == (3, 64) and len(out.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("model", ["./no-bundle", "no-bundle.zip", "models/no-bundle"])
+def test_a_model_path_that_does_not_exist_is_named(run, gallery, model):
+    _, good = gallery
+    result = run("tag", good["photo.jpg"], "-m", model)
+    assert result.code == 1 and f"model {model} does not exist" in result.stderr
 
 
 def test_output_options_that_do_not_fit_are_refused(run, native_bundle_dir, gallery, tmp_path):

@@ -202,7 +202,14 @@ def _model_widths(model) -> dict[str, int]:
 
 
 def check_model_matches(bundle: Bundle, model) -> None:
-    """Fail clearly when the weights' outputs disagree with the bundle's heads."""
+    """Fail clearly when the weights' input size or outputs disagree with the metadata."""
+    size = bundle.preprocess.size
+    height, width = tuple(model.inputs[0].shape)[1:3]
+    if (height, width) != (size, size) and None not in (height, width):
+        raise BundleError(
+            f"{bundle.path}: the metadata says images are resized to {size} px but the model "
+            f"takes {height}x{width}; the bundle is inconsistent — re-export it"
+        )
     _check_widths(bundle, _model_widths(model), where=str(bundle.path))
 
 

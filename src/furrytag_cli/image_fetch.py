@@ -24,6 +24,9 @@ from furrytag_cli.manifest import ManifestEntry, iter_manifest
 from furrytag_cli.progressbar import progress_bar
 
 FAILURES = "fetch-failures.jsonl"
+# This many images in a row failing other than with 404 means the server is out of reach
+# (or refusing us): stop instead of failing every remaining post one by one.
+GIVE_UP_AFTER = 25
 _CHUNK = 1 << 16
 _MAX_BACKOFF = 60.0
 
@@ -111,15 +114,19 @@ def fetch_images(
     fetcher = _Fetcher(data_dir, options)
     bar = progress_bar(todo, "fetch", "img") if progress and todo else None
     failures: list[dict] = []
+    in_a_row = 0
 
     def settle(done) -> None:
+        nonlocal in_a_row
         for future in done:
             entry, size, error = future.result()
             if error is None:
                 report.downloaded += 1
                 report.bytes += size
+                in_a_row = 0
             else:
                 failures.append({"id": entry.id, "md5": entry.md5, **error})
+                in_a_row = 0 if error["error"].startswith("HTTP 404") else in_a_row + 1
             if bar is not None:
                 bar.update()
                 bar.set_postfix(failed=len(failures), refresh=False)
@@ -136,6 +143,8 @@ def fetch_images(
             if len(pending) >= 4 * options.concurrency:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 settle(done)
+            if in_a_row >= GIVE_UP_AFTER:
+                break
         settle(wait(pending).done)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -144,6 +153,12 @@ def fetch_images(
     report.failed = len(failures)
     report.failures = _write_failures(data_dir, failures)
     report.seconds = time.perf_counter() - started
+    if in_a_row >= GIVE_UP_AFTER:
+        raise DatasetError(
+            f"stopped: the last {in_a_row} images in a row failed (last: {failures[-1]['error']}); "
+            f"check that {options.base_url} is reachable, then run the same command again. "
+            f"The {report.downloaded} images fetched are kept; failures are listed in {report.failures}"
+        )
     return report
 
 

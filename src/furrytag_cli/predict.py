@@ -52,6 +52,9 @@ class Predictor:
         head_names = bundle.categories.head_names
         heads = list(options.heads) if options.heads else list(head_names)
         for head in heads:
+            if head == "rating":
+                raise ConfigError(f"the rating is always given; --heads picks among the tag heads: "
+                                  f"{', '.join(head_names)}")
             if head not in head_names:
                 raise ConfigError(
                     f"unknown head {head!r}{did_you_mean(head, head_names)}; "
@@ -65,6 +68,11 @@ class Predictor:
         for value in (options.threshold, *options.head_thresholds.values()):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"thresholds must be between 0 and 1; received {value}")
+        known = {tag for head in head_names for tag in bundle.categories.tags(head)}
+        unknown = sorted(options.exclude_tags - known)
+        if unknown:
+            raise ConfigError(f"--exclude-tags names unknown tag {unknown[0]!r}"
+                              f"{did_you_mean(unknown[0], known)}")
         if options.top_k is not None and options.top_k < 1:
             raise ConfigError(f"--top-k must be at least 1; received {options.top_k}")
         self.heads = heads

@@ -6,6 +6,7 @@
         print(item.path, item.tagging.tags if item.ok else item.reason)
 """
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from furrytag_cli.bundle import Bundle, load_bundle
 from furrytag_cli.decode import MAX_PIXELS, decode_with_pillow
 from furrytag_cli.discovery import discover
 from furrytag_cli.engine import KerasEngine, Scores, load_engine, notice
-from furrytag_cli.errors import ImageError
+from furrytag_cli.errors import BundleError, ImageError
 from furrytag_cli.predict import Predictor, TagOptions, Tagging
 from furrytag_cli.registry import load_registry
 
@@ -68,12 +69,19 @@ def resolve_bundle(
     registry = load_registry()
     if model is not None and Path(model).exists():
         return load_bundle(Path(model))
+    if model is not None and _looks_like_a_path(str(model)):
+        raise BundleError(f"model {model} does not exist: give a bundle folder or .zip, a "
+                          "SavedModel folder, or a model name (furrytag models lists them)")
     name = str(model) if model is not None else registry.default
     entry = registry.models.get(name)
     normalized = entry.normalized if entry is not None and entry.format == "legacy" else None
     root = store.ensure_model(entry or name, home=home, offline=offline, progress=progress,
                               verify=install_check(normalized))
     return load_bundle(root, normalized=normalized)
+
+
+def _looks_like_a_path(model: str) -> bool:
+    return os.sep in model or "/" in model or model.startswith(".") or model.lower().endswith(".zip")
 
 
 def install_check(normalized: bool | None):

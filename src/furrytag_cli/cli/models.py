@@ -38,10 +38,11 @@ def models_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="furrytag models")
+    table = Table(title="furrytag models", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     for column in ("name", "size", "params", "F1", "R", "P", "rating", "cached"):
         table.add_column(column, no_wrap=True)
     for row in rows:

@@ -26,7 +26,7 @@ def tag_command(
     null: Annotated[bool, typer.Option("-0", "--null", help="Paths from stdin/@LIST are NUL-separated.")] = False,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help=f"Output format: {_FORMATS}. "
         "Default: from the -o name (.json, .csv), else jsonl (txt writes a caption beside each image).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default or '-': stdout).")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="txt: write captions here, mirroring the input tree.")] = None,
     all_scores: Annotated[bool, typer.Option("--all-scores", help="JSON/JSONL: include every tag's score.")] = False,
     long: Annotated[bool, typer.Option("--long", help="CSV: one row per (image, tag, score).")] = False,
@@ -71,6 +71,8 @@ def tag_command(
 
     if batch_size < 1:
         raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
+    if output == Path("-"):
+        output = None
     if order not in ("score", "head"):
         raise FurrytagError(f"--order must be 'score' or 'head'; received {order!r}")
     spec = OutputSpec(
