@@ -163,6 +163,12 @@ def test_input_forms_stdin_list_glob_and_recursion(run, native_bundle_dir, galle
     nothing.mkdir()
     result = run("tag", nothing, "-m", native_bundle_dir)
     assert result.code == 1 and "no images found" in result.stderr
+    result = run("tag", art, "-m", native_bundle_dir, "--glob", "*.tiff")
+    assert result.code == 1 and "no images found" in result.stderr and "matching '*.tiff'" in result.stderr
+    result = run("tag", tmp_path / "nope", "-m", "no-such-model-is-loaded")
+    assert result.code == 1 and f"nothing to tag: {tmp_path / 'nope'}: no such file or folder" in result.stderr
+    result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--engine", "keras", "--quantize", "dynamic")
+    assert result.code == 1 and "--quantize applies to the lite engine" in result.stderr
 
 
 def test_image_without_extension_is_found_by_content(run, native_bundle_dir, gallery, tmp_path):

@@ -1,6 +1,7 @@
 """``furrytag evaluate``: metrics per tag, head and rating; tuned thresholds; reports."""
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -59,6 +60,8 @@ def evaluate_command(
     from furrytag_cli.tagger import resolve_bundle
 
     _check_numbers(batch_size, threshold, min_support, shrinkage)
+    _check_writable(report, "--report", folder=True)
+    _check_writable(save_thresholds, "--save-thresholds", folder=False)
     if labels is not None and tune_on == "val":
         tune_on = "none"
     source, tuning = evaljob.resolve_sources(data, split, labels, tune_on)
@@ -121,6 +124,18 @@ def _check_numbers(batch_size: int, threshold: float | None, min_support: int, s
         raise FurrytagError(f"--min-support must be at least 1; received {min_support}")
     if not 0 <= shrinkage < float("inf"):
         raise FurrytagError(f"--shrinkage must be 0 or more; received {shrinkage}")
+
+
+def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
+    """Refuse before scoring an output that could not be written afterwards."""
+    if path is None:
+        return
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file" if folder else "a folder"
+        raise FurrytagError(f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'}")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise FurrytagError(f"{option} {path}: cannot write in {existing}")
 
 
 def _labels(bundles, given) -> list[str]:

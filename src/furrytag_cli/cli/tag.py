@@ -90,12 +90,19 @@ def tag_command(
         rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
         exclude_tags=frozenset(_split(exclude_tags)), all_scores=all_scores,
     )
+    if quantize != "none" and engine == "keras":
+        raise FurrytagError("--quantize applies to the lite engine; drop it or use --engine lite")
     found = discover(inputs, recursive=recursive, globs=glob, excludes=exclude, null_separated=null)
     if not found.files and not found.problems:
+        filters = "".join(f", matching {g!r}" for g in glob) + "".join(f", not {e!r}" for e in exclude)
         raise FurrytagError(
             f"no images found in {', '.join(inputs)} (looked for .jpg .jpeg .png .gif .webp .bmp"
-            f"{'' if recursive else ', not in sub-folders'})"
+            f"{'' if recursive else ', not in sub-folders'}{filters})"
         )
+    if not found.files:
+        shown = "; ".join(f"{path}: {reason}" for path, reason in found.problems[:3])
+        more = f" and {len(found.problems) - 3} more" if len(found.problems) > 3 else ""
+        raise FurrytagError(f"nothing to tag: {shown}{more}")
     show = not quiet
     from furrytag_cli.tagger import Tagger
 
