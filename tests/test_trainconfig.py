@@ -83,6 +83,18 @@ def test_overrides_apply_over_the_file_and_are_validated():
         load_config("tiny", ["train.epoch=2"])
     with pytest.raises(ConfigError, match="model.backbone is not a section"):
         apply_overrides({"model": {"backbone": "tiny"}}, ["model.backbone.x=1"])
+    with pytest.raises(ConfigError, match=r"'epochs' is not a section or setting of the config; "
+                                          r"did you mean train\.epochs\?"):
+        load_config("tiny", ["epochs=2"])
+    with pytest.raises(ConfigError, match=r"tiny\.yaml with --set optimizer\.lr=abc: optimizer\.lr "
+                                          r"must be a number; received 'abc'"):
+        load_config("tiny", ["optimizer.lr=abc"])
+
+
+def test_an_empty_config_file_is_refused(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml is empty; start from a copy of a shipped one"):
+        load_config(tmp_path / "empty.yaml")
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):

@@ -255,8 +255,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(data: Mapping, overrides: Sequence[str]) -> dict:
     """``data`` (a raw config mapping) with each ``--set`` override applied."""
     merged = _plain(dict(data or {}))
+    top = [f.name for f in dataclasses.fields(TrainConfig)]
     for text in overrides:
         path, value = parse_override(text)
+        if path[0] not in top:
+            sections = [f"{s}.{path[0]}" for s in top if path[0] in _settings_of(s)]
+            hint = f"; did you mean {' or '.join(sections)}?" if sections else did_you_mean(path[0], top)
+            raise ConfigError(f"--set {text!r}: {path[0]!r} is not a section or setting of the "
+                              f"config{hint}")
         node = merged
         for depth, part in enumerate(path[:-1]):
             child = node.get(part)
@@ -267,6 +273,12 @@ def apply_overrides(data: Mapping, overrides: Sequence[str]) -> dict:
             node = child
         node[path[-1]] = value
     return merged
+
+
+def _settings_of(section: str) -> set[str]:
+    """The setting names of a config section ("train" → epochs, batch_size, ...)."""
+    default = getattr(TrainConfig(), section)
+    return {f.name for f in dataclasses.fields(default)} if dataclasses.is_dataclass(default) else set()
 
 
 def available_configs() -> list[str]:
@@ -292,13 +304,17 @@ def find_config(name: str | Path) -> Path:
 
 def read_config(path: Path) -> dict:
     data = read_yaml(path, "config")
-    return check_keys({} if data is None else data,
+    if data is None:
+        raise ConfigError(f"config {path} is empty; start from a copy of a shipped one "
+                          f"({', '.join(available_configs())})")
+    return check_keys(data,
                       allowed=[f.name for f in dataclasses.fields(TrainConfig)], where=str(path))
 
 
 def config_from_file(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """A config file with ``--set`` overrides applied, validated."""
-    return TrainConfig.from_dict(apply_overrides(read_config(path), overrides), where=str(path))
+    where = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    return TrainConfig.from_dict(apply_overrides(read_config(path), overrides), where=where)
 
 
 def load_config(name: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -41,6 +41,7 @@ class TrainProgress(keras.callbacks.Callback):
         self._console = console
         self._progress = self._task = None
         self._epoch = self._done = 0
+        self._status = ""
         self._started = self._last_line = 0.0
 
     def __enter__(self) -> "TrainProgress":
@@ -83,7 +84,7 @@ class TrainProgress(keras.callbacks.Callback):
         now = time.perf_counter()
         rate = (batch + 1) / max(now - self._started, 1e-9)
         loss = f"loss {logs['loss']:.4f}, " if logs and "loss" in logs else ""
-        status = f"{loss}{rate:.2f} steps/s"
+        status = self._status = f"{loss}{rate:.2f} steps/s"
         if self._progress is not None:
             self._progress.update(self._task, completed=self._done, status=status)
         elif now - self._last_line >= self.interval:
@@ -94,7 +95,8 @@ class TrainProgress(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, status="validating")
+            # The epoch's last loss and rate stay in view while validation runs.
+            self._progress.update(self._task, status=f"{self._status}, validating", refresh=True)
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         seconds = time.perf_counter() - self._started
