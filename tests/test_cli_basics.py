@@ -80,7 +80,10 @@ def test_usage_error_exits_2():
 
 
 def test_library_error_is_one_line_and_exit_1(tmp_path):
-    result = run_cli("tag", str(tmp_path / "missing.png"), "--model", "no_such_model", "-q")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "one.png")
+    result = run_cli("tag", str(tmp_path / "one.png"), "--model", "no_such_model", "-q")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: model 'no_such_model' is neither a known model")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
