@@ -188,3 +188,14 @@ def test_read_only_bundle_folder_converts_into_the_cache(native_copy, furrytag_h
     finally:
         os.chmod(native_copy.parent, 0o755)
     assert path.is_relative_to(furrytag_home / "lite")
+
+
+def test_a_cache_that_cannot_be_written_still_tags_and_says_so(native_copy):
+    (native_copy.parent / "bundle.lite").write_text("a file where the cache folder would go")
+    bundle = load_bundle(native_copy)
+    notes = []
+    engine = LiteEngine(bundle, embeddings=True, notify=notes.append)
+    assert engine.converted and not engine.model_path.exists()
+    assert "cannot cache the converted model in" in notes[-1] and "convert it again" in notes[-1]
+    batch = images(3)
+    assert_same_scores(KerasEngine(bundle, embeddings=True)(batch), engine(batch))

@@ -150,15 +150,17 @@ def _quiet():
         yield
 
 
-def _runner(path: Path, threads: int):
+def _runner(model: Path | bytes, threads: int):
+    """A signature runner for a flatbuffer file, or for its bytes."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         from furrytag_cli.tfruntime import tensorflow
 
         Interpreter = tensorflow().lite.Interpreter
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     with _quiet():
-        return Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+        return Interpreter(**source, num_threads=threads).get_signature_runner()
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
@@ -192,23 +194,33 @@ class LiteEngine:
         self._heads = bundle.categories.head_names
         self.model_path = cache_path(bundle, quantize)
         self.converted = False
-        runner = self._open() if self.model_path.is_file() else None
+        runner = self._open(self.model_path) if self.model_path.is_file() else None
         if runner is None:
             if notify is not None:
                 notify(f"converting {bundle.name!r} for the lite engine (once; cached in "
                        f"{self.model_path.parent})")
-            _write_atomically(self.model_path, convert(bundle, quantize))
+            model = convert(bundle, quantize)
             self.converted = True
-            runner = self._open()
+            try:
+                _write_atomically(self.model_path, model)
+            except OSError as exc:
+                # Tagging still works; only the next run converts again.
+                if notify is not None:
+                    notify(f"cannot cache the converted model in {self.model_path.parent} "
+                           f"({exc.strerror or exc}); each run will convert it again")
+            else:
+                model = self.model_path
+            self._content = model  # the runner reads the flatbuffer's bytes in place: keep them
+            runner = self._open(model)
             if runner is None:
                 raise BundleError(f"the converted model {self.model_path} does not match {bundle.name!r}")
         self._runner = runner
         self._first = True
 
-    def _open(self):
-        """A signature runner for the cached file, or None when it is unreadable or stale."""
+    def _open(self, model: Path | bytes):
+        """A signature runner for the converted model, or None when it is unreadable or stale."""
         try:
-            runner = _runner(self.model_path, self.threads)
+            runner = _runner(model, self.threads)
             outputs = runner.get_output_details()
         except (ValueError, RuntimeError, KeyError):
             return None
