@@ -151,6 +151,15 @@ def test_compare_two_models(packed, capsys, monkeypatch, tmp_path):
     assert (tmp_path / "r" / "tiny-other" / "metrics.json").is_file()
 
 
+def test_quiet_means_silent_even_when_the_engine_converts(packed, capsys, monkeypatch, tmp_path):
+    data, _, first, _ = packed
+    fresh = tmp_path / "fresh"
+    shutil.copytree(first, fresh)
+    result = run(capsys, monkeypatch, "-m", fresh, "--data", data, "-q")
+    assert result.code == 0 and result.stderr == "" and result.stdout == ""
+    assert (tmp_path / "fresh.lite").is_dir()
+
+
 def test_models_that_share_a_name_are_told_apart(packed, capsys, monkeypatch, tmp_path):
     data, _, first, second = packed
     result = run(capsys, monkeypatch, "-m", first, "-m", second, "--data", data,

@@ -13,6 +13,7 @@ from pathlib import Path
 from furrytag_cli import cache
 from furrytag_cli.bundle import Bundle, write_metadata
 from furrytag_cli.datanames import SPLITS
+from furrytag_cli.engine import notice
 from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.evaluation import (cached_scores, read_labels, score_labelled, score_split,
                                      split_names, split_size, threshold_settings)
@@ -106,11 +107,13 @@ def evaluate_model(
     *,
     progress: Callable[[str, int | None], Callable[[list | int], None]] | None = None,
     label: str | None = None,
+    notify: Callable[[str], None] | None = notice,
 ) -> ModelReport:
     """Score ``bundle`` on the request's images (cached scores reused) and measure it.
 
     ``progress(label, total)`` returns the callback each scoring pass reports batches to.
-    ``label`` names the model in the scores cache (default: the bundle's name).
+    ``label`` names the model in the scores cache (default: the bundle's name);
+    ``notify`` hears of the engine's first conversion (None: silence).
     """
     tagger = None
     model_id = f"{bundle.name}@{bundle.fingerprint()}"
@@ -129,7 +132,8 @@ def evaluate_model(
             from furrytag_cli.tagger import Tagger
 
             if tagger is None:
-                tagger = Tagger(bundle, batch_size=request.batch_size, device=request.device)
+                tagger = Tagger(bundle, batch_size=request.batch_size, device=request.device,
+                                notify=notify)
             report = progress(f"Scoring {source.name}", source.size()) if progress else None
             if source.labels is None:
                 return score_split(tagger, source.data, source.split, on_batch=report)

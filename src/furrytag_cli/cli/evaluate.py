@@ -57,6 +57,7 @@ def evaluate_command(
     """Measure models on labelled images: P/R/F1/MCC/AP per tag and head, rating accuracy."""
     from furrytag_cli.categories import RatingSpec
     from furrytag_cli import evaljob
+    from furrytag_cli.engine import notice
     from furrytag_cli.tagger import resolve_bundle
 
     _check_numbers(batch_size, threshold, min_support, shrinkage)
@@ -89,7 +90,8 @@ def evaluate_command(
     for label, bundle in zip(_labels(bundles, models or [None]), bundles):
         bars: list[BatchProgress] = []
         try:
-            result = evaljob.evaluate_model(bundle, request, progress=progress, label=label)
+            result = evaljob.evaluate_model(bundle, request, progress=progress, label=label,
+                                            notify=notice if show else None)
         finally:
             for bar in bars:
                 bar.__exit__(None, None, None)
