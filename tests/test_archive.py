@@ -130,6 +130,9 @@ def test_html_page_is_not_an_archive(tmp_path):
     page.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
     with pytest.raises(ArchiveError, match="HTML page"):
         archive_kind(page)
+    page.write_bytes(b"")
+    with pytest.raises(ArchiveError, match="is not a zip or tar.gz archive: it is empty"):
+        archive_kind(page)
 
 
 def test_tar_gz_with_dot_root_entry_is_fine(tmp_path):

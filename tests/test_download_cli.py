@@ -113,3 +113,9 @@ def test_unknown_name_suggests_the_close_one(capsys, monkeypatch, tmp_path):
     result = invoke(capsys, monkeypatch, "tag", image(tmp_path), "--model", "efficientnet_v2_b3_300")
     assert result.code == 1
     assert "did you mean" in result.stderr and "--url URL" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://example.org/m.zip", "http:///m.zip"])
+def test_a_url_that_is_not_http_is_refused(capsys, monkeypatch, url):
+    result = invoke(capsys, monkeypatch, "download", "--url", url)
+    assert result.code == 2 and "--url takes an http:// or https:// address" in result.stderr

@@ -50,8 +50,9 @@ def archive_kind(path: Path) -> str:
     if head.startswith(GZIP_MAGIC):
         return "tar.gz"
     looks = " (it looks like an HTML page)" if b"<" in head[:2] else ""
+    what = "it is empty" if not head else f"it starts with {head!r}{looks}"
     raise ArchiveError(
-        f"{path} is not a zip or tar.gz archive: it starts with {head!r}{looks}. A model "
+        f"{path} is not a zip or tar.gz archive: {what}. A model "
         f"archive must be a zip (starting with b'PK\\x03\\x04') or a tar.gz"
     )
 

@@ -71,6 +71,8 @@ def download_command(
         bundle = store.install_from_file(name, from_file, sha256=pin, home=cache_dir,
                                          force=force, verify=check)
     elif url:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+            raise typer.BadParameter(f"--url takes an http:// or https:// address; received {url!r}")
         name = name or _name_from_url(url)
         bundle = store.install_from_url(name, url, sha256=pin, home=cache_dir, force=force,
                                         verify=check)
