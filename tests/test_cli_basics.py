@@ -62,6 +62,9 @@ def test_models_json_lists_cache_state(tmp_path):
     cached = tmp_path / "models" / "mobilenet_v3_224_2c"
     cached.mkdir(parents=True)
     (cached / "manifest.json").write_text(json.dumps({"sha256": "ab" * 32}))
+    mine = tmp_path / "models" / "my-finetune"
+    mine.mkdir()
+    (mine / "manifest.json").write_text(json.dumps({"sha256": "cd" * 32, "source": "file:///m.zip"}))
     result = run_cli("models", "--json", env=env)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
@@ -69,8 +72,10 @@ def test_models_json_lists_cache_state(tmp_path):
     assert rows["mobilenet_v3_224_2c"]["sha256"] == "ab" * 32
     assert rows["efficientnet_v2_b3_300_2c"]["cached"] is False
     assert rows["efficientnet_v2_b3_300_2c"]["default"] is True
+    assert rows["my-finetune"]["cached"] is True and rows["my-finetune"]["source"] == "file:///m.zip"
     table = run_cli("models", env=env)
     assert "efficientnet_v2_b3_300_2c" in table.stdout and table.returncode == 0
+    assert "my-finetune" in table.stdout
 
 
 def test_usage_error_exits_2():

@@ -14,8 +14,11 @@ def models_command(
         typer.Option("--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."),
     ] = None,
 ) -> None:
-    """List known models: backbone, input size, parameters, published metrics, cache state."""
-    from furrytag_cli.cache import model_dir, read_manifest
+    """List known models: backbone, input size, parameters, published metrics, cache state.
+
+    Models installed with `download --url` or `--from-file` are listed after the registry's.
+    """
+    from furrytag_cli.cache import cached_models, model_dir, read_manifest
     from furrytag_cli.registry import load_registry
 
     registry = load_registry()
@@ -35,6 +38,15 @@ def models_command(
             "sha256": (manifest or {}).get("sha256") or entry.sha256,
             "source": entry.source_url,
         })
+    for name in cached_models(cache_dir):
+        if name in registry.models:
+            continue
+        manifest = read_manifest(name, cache_dir) or {}
+        rows.append({
+            "name": name, "default": False, "format": None, "backbone": None, "input_size": None,
+            "params": None, "metrics": {}, "cached": True, "path": str(model_dir(name, cache_dir)),
+            "sha256": manifest.get("sha256"), "source": manifest.get("source"),
+        })
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -49,7 +61,7 @@ def models_command(
         m = row["metrics"]
         table.add_row(
             row["name"] + (" *" if row["default"] else ""),
-            str(row["input_size"]), row["params"],
+            str(row["input_size"] or "-"), row["params"] or "-",
             *(f"{m[k]:.2f}" if k in m else "-" for k in ("f1", "recall", "precision")),
             f"{m['rating_accuracy']:.3f}" if "rating_accuracy" in m else "-",
             "yes" if row["cached"] else "no",
