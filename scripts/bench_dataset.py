@@ -10,6 +10,7 @@ streams the export, so the peak should hardly grow from N to 4N.
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def bench(posts: int, work: Path) -> dict:
     from furrytag_cli.synth import write_synthetic
 
     root = work / f"synth-{posts}"
+    shutil.rmtree(root, ignore_errors=True)  # a reused --work folder: start afresh
     started = time.perf_counter()
     write_synthetic(root, posts, seed=0, images=False)
     print(f"  wrote a {posts:,}-post export in {time.perf_counter() - started:.1f} s", flush=True)

@@ -34,6 +34,7 @@ def build_synthetic(work: Path, posts: int, size: int, tags_per_head: int, seed:
     from furrytag_cli.pack import pack_dataset
     from furrytag_cli.synth import write_synthetic
 
+    shutil.rmtree(work, ignore_errors=True)  # a reused --work folder: start afresh
     write_synthetic(work, posts, seed=seed, tags_per_head=tags_per_head, min_side=40, max_side=56)
     categories = CategorySet.load(work / "categories")
     data = work / "data"

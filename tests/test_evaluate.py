@@ -239,6 +239,7 @@ def test_bad_labels_files(tmp_path, name, text, message):
     (("--threshold", "2"), "--threshold must be between 0 and 1; received 2.0"),
     (("--min-support", "0"), "--min-support must be at least 1; received 0"),
     (("--shrinkage", "-5"), "--shrinkage must be 0 or more; received -5.0"),
+    (("--compare-at", "per tag"), "--compare-at picks the thresholds of the table comparing"),
     (("--report", "/proc/version"), "--report /proc/version is a file; give a folder"),
     (("--save-thresholds", "/proc/version/t.yaml"), "--save-thresholds /proc/version/t.yaml: cannot write in /proc/version"),
 ])

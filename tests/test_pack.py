@@ -143,8 +143,10 @@ def test_a_manifest_tag_the_categories_lack_stops_without_leftovers(copy):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"size": 4}, "--size must be at least 8.*received size=4"),
-    ({"quality": 0}, "--quality within 1..100.*quality=0"),
+    ({"size": 4}, "--size must be at least 8; received 4"),
+    ({"quality": 0}, "--quality must be from 1 to 100; received 0"),
+    ({"shard_size": 0}, "--shard-size must be at least 1; received 0"),
+    ({"workers": 0}, "--workers must be at least 1; received 0"),
     ({"splits": ("dev",)}, "unknown split\\(s\\) dev"),
 ])
 def test_bad_options_are_rejected(copy, kwargs, message):

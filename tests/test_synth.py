@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from furrytag_cli.categories import CategorySet
-from furrytag_cli.errors import ConfigError
+from furrytag_cli.errors import ConfigError, DatasetError
 from furrytag_cli.synth import write_synthetic
 
 # Verbatim from e621's db_export.
@@ -132,6 +132,10 @@ def test_plain_csv_without_images(tmp_path):
     assert report.images == 0 and not (tmp_path / "site").exists()
     posts = tmp_path / "export" / "posts-2024-01-01.csv"
     assert posts.read_text(encoding="utf-8").startswith(HEADERS["posts"] + "\n")
+    before = posts.read_bytes()
+    with pytest.raises(DatasetError, match="already holds a synthetic export"):
+        write_synthetic(tmp_path, 5, seed=9, images=False, compress=False)
+    assert posts.read_bytes() == before
 
 
 @pytest.mark.parametrize("kwargs, message", [

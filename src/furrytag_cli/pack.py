@@ -84,11 +84,15 @@ def pack_dataset(
     progress: bool = False,
 ) -> PackReport:
     """Write the fetched images of ``splits`` as shards in ``out`` (default ``data_dir/shards``)."""
-    if size < 8 or not 1 <= quality <= 100 or shard_size < 1:
-        raise ConfigError(
-            "--size must be at least 8, --quality within 1..100 and --shard-size positive; "
-            f"received size={size}, quality={quality}, shard_size={shard_size}"
-        )
+    checks = [
+        (size >= 8, f"--size must be at least 8; received {size}"),
+        (1 <= quality <= 100, f"--quality must be from 1 to 100; received {quality}"),
+        (shard_size >= 1, f"--shard-size must be at least 1; received {shard_size}"),
+        (workers is None or workers >= 1, f"--workers must be at least 1; received {workers}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ConfigError(f"unknown split(s) {', '.join(unknown)}; splits are {', '.join(SPLITS)}")

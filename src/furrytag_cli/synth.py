@@ -97,6 +97,9 @@ def write_synthetic(
     used = {head: tags[:tags_per_head] for head, tags in categories.heads.items()}
     out = Path(out)
     export = out / "export"
+    if export.exists() or (out / "site").exists():
+        raise DatasetError(f"{out} already holds a synthetic export; give another --out or "
+                           "delete that folder first")
     try:
         export.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -68,6 +68,9 @@ def evaluate_command(
     source, tuning = evaljob.resolve_sources(data, split, labels, tune_on)
     if (write_thresholds or save_thresholds) and tuning is None:
         raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
+    if compare_at is not None and len(models or []) < 2:
+        raise FurrytagError("--compare-at picks the thresholds of the table comparing several "
+                            "models; give two or more --model")
     if len(models or []) > 1 and write_thresholds:
         raise typer.BadParameter("--write-thresholds works on one --model at a time")
     request = evaljob.EvalRequest(
