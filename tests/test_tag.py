@@ -338,6 +338,9 @@ def test_output_options_that_do_not_fit_are_refused(run, native_bundle_dir, gall
         (("--failures", tmp_path), "is a folder; give a file name"),
         (("-f", "txt", "-o", tmp_path / "caps.txt"), "-f txt writes a caption file beside each image"),
         (("--output-dir", tmp_path / "caps"), "--output-dir is where -f txt writes captions"),
+        (("--prefix", "trigger"), "shape caption files (-f txt), not jsonl output"),
+        (("-f", "json", "--skip-existing"), "shape caption files (-f txt), not json output"),
+        (("--long",), "--long is a CSV layout"),
     ]:
         result = run("tag", photo, "-m", native_bundle_dir, *args)
         assert result.code == 1 and message in result.stderr, (args, result.stderr)
