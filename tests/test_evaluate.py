@@ -195,6 +195,8 @@ def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
     assert metrics["images"] == 4
     assert "broken.jpg" in result.stderr and "not among the model" not in result.stderr and "1 image(s) of tiny-test could not be read" in result.stderr
     assert metrics["rating"]["confusion"][0] and sum(map(sum, metrics["rating"]["confusion"])) == 4
+    missing = run(capsys, monkeypatch, "-m", bundle, "--labels", labels, "--tune-on", tmp_path / "nope.csv")
+    assert missing.code == 1 and f"--tune-on {tmp_path / 'nope.csv'} does not exist" in missing.stderr
 
 
 def test_read_labels_formats(tmp_path):

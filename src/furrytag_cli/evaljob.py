@@ -78,8 +78,10 @@ def resolve_sources(data: Path | None, split: str, labels: Path | None,
         if tune_on == "none":
             return source, None
         if not Path(tune_on).is_file():
+            problem = "does not exist" if not Path(tune_on).exists() else "is not a file"
             raise ConfigError(
-                f"with --labels, --tune-on takes another labels file or none; received {tune_on!r}"
+                f"--tune-on {tune_on} {problem}; with --labels, --tune-on takes another labels "
+                "file (or none)"
             )
         return source, Source(labels=Path(tune_on))
     source = Source(data=data, split=split)
