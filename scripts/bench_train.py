@@ -49,6 +49,7 @@ def build_synthetic(work: Path, posts: int, size: int, tags_per_head: int, seed:
 def make_trainer(data: Path, out: Path, overrides: list[str], verbose: int = 0):
     from furrytag_cli.train import Trainer, prepare_run
 
+    shutil.rmtree(out, ignore_errors=True)  # a reused --work folder: start afresh
     run = prepare_run("tiny", data=data, out=out, overrides=overrides)
     return Trainer(run, verbose=verbose, note=lambda line: None)
 

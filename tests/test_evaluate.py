@@ -238,7 +238,7 @@ def test_bad_labels_files(tmp_path, name, text, message):
     (("--split", "dev"), "--split must be one of train, val, test"),
     (("--tune-on", "everything"), "--tune-on must be one of"),
     (("--batch-size", "-3"), "--batch-size must be at least 1; received -3"),
-    (("--threshold", "2"), "--threshold must be between 0 and 1; received 2.0"),
+    (("--threshold", "2"), "--threshold must be from 0 to 1; received 2.0"),
     (("--min-support", "0"), "--min-support must be at least 1; received 0"),
     (("--shrinkage", "-5"), "--shrinkage must be 0 or more; received -5.0"),
     (("--compare-at", "per tag"), "--compare-at picks the thresholds of the table comparing"),

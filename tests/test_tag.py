@@ -321,6 +321,40 @@ def test_resumed_embeddings_keep_the_earlier_rows(run, native_bundle_dir, galler
                "-q").code == 0
     assert np.load(emb).shape == (3, 64) and len(out.read_text().splitlines()) == 3
 
+    # Another output beside the same embeddings: every file is tagged again, and its old
+    # row is replaced rather than doubled.
+    again = run("tag", *files, "-m", native_bundle_dir, "-o", tmp_path / "new.jsonl",
+                "--embeddings", emb, "--resume", "-q")
+    assert again.code == 0 and np.load(emb).shape == (3, 64)
+    assert sorted((tmp_path / "emb.paths.txt").read_text().splitlines()) == sorted(map(str, files))
+
+
+def test_a_caption_run_resumed_fills_in_missing_embeddings(run, native_bundle_dir, tmp_path):
+    good = write_good_images(tmp_path / "set")
+    emb = tmp_path / "emb.npy"
+    assert run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "-q").code == 0
+    caption = tmp_path / "set" / "photo.txt"
+    caption.write_text("hand edited\n")
+    # The captions exist but no embeddings were saved (as after a kill): resuming embeds
+    # every image and leaves the captions alone.
+    result = run("tag", tmp_path / "set", "-m", native_bundle_dir, "-f", "txt", "--resume",
+                 "--embeddings", emb, "-q")
+    assert result.code == 0, result.stderr
+    assert np.load(emb).shape == (len(good), 64) and caption.read_text() == "hand edited\n"
+
+
+def test_resume_reads_paths_with_unusual_line_breaks(run, native_bundle_dir, gallery, tmp_path):
+    _, good = gallery
+    odd = tmp_path / "art" / "odd\u2028name\x85.png"
+    odd.parent.mkdir()
+    shutil.copy(good["alpha.png"], odd)
+    out = tmp_path / "out.jsonl"
+    assert run("tag", odd.parent, "-m", native_bundle_dir, "-o", out, "--embeddings",
+               tmp_path / "e.npy", "-q").code == 0
+    again = run("tag", odd.parent, "-m", native_bundle_dir, "-o", out, "--embeddings",
+                tmp_path / "e.npy", "--resume")
+    assert again.code == 0 and "skipped 1 already done" in again.stderr, again.stderr
+
 
 @pytest.mark.parametrize("model", ["./no-bundle", "no-bundle.zip", "models/no-bundle"])
 def test_a_model_path_that_does_not_exist_is_named(run, gallery, model):

@@ -24,8 +24,8 @@ from furrytag_cli.manifest import ManifestEntry, iter_manifest
 from furrytag_cli.progressbar import progress_bar
 
 FAILURES = "fetch-failures.jsonl"
-# This many images in a row failing other than with 404 means the server is out of reach
-# (or refusing us): stop instead of failing every remaining post one by one.
+# This many images in a row without a proper answer (refused, timed out, 5xx, 429) means
+# the server is out of reach: stop instead of failing every remaining post one by one.
 GIVE_UP_AFTER = 25
 _CHUNK = 1 << 16
 _MAX_BACKOFF = 60.0
@@ -114,24 +114,24 @@ def fetch_images(
     fetcher = _Fetcher(data_dir, options)
     bar = progress_bar(todo, "fetch", "img") if progress and todo else None
     failures: list[dict] = []
-    in_a_row = 0
+    in_a_row = 0  # images in a row the server did not answer for
 
     def settle(done) -> None:
         nonlocal in_a_row
         for future in done:
-            entry, size, error = future.result()
+            entry, size, error, unreachable = future.result()
             if error is None:
                 report.downloaded += 1
                 report.bytes += size
-                in_a_row = 0
             else:
                 failures.append({"id": entry.id, "md5": entry.md5, **error})
-                in_a_row = 0 if error["error"].startswith("HTTP 404") else in_a_row + 1
+            in_a_row = in_a_row + 1 if unreachable else 0
             if bar is not None:
                 bar.update()
                 bar.set_postfix(failed=len(failures), refresh=False)
 
     pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="fetch")
+    gave_up = 0
     try:
         pending = set()
         for entry in iter_manifest(data_dir, options.splits):
@@ -144,6 +144,7 @@ def fetch_images(
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 settle(done)
             if in_a_row >= GIVE_UP_AFTER:
+                gave_up = in_a_row
                 break
         settle(wait(pending).done)
     finally:
@@ -153,9 +154,9 @@ def fetch_images(
     report.failed = len(failures)
     report.failures = _write_failures(data_dir, failures)
     report.seconds = time.perf_counter() - started
-    if in_a_row >= GIVE_UP_AFTER:
+    if gave_up:
         raise DatasetError(
-            f"stopped: the last {in_a_row} images in a row failed (last: {failures[-1]['error']}); "
+            f"stopped: {gave_up} images in a row got no answer (last: {failures[-1]['error']}); "
             f"check that {options.base_url} is reachable, then run the same command again. "
             f"The {report.downloaded} images fetched are kept; failures are listed in {report.failures}"
         )
@@ -216,13 +217,18 @@ class _NotFound(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, delay: float | None = None) -> None:
+    """A failure worth another try; ``unreachable``: the server did not answer properly
+    (refused, timed out, 5xx or 429), as opposed to a bad file."""
+
+    def __init__(self, reason: str, delay: float | None = None, unreachable: bool = False) -> None:
         super().__init__(reason)
-        self.delay = delay
+        self.delay, self.unreachable = delay, unreachable
 
 
 class _Failed(Exception):
-    pass
+    def __init__(self, reason: str, unreachable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreachable = unreachable
 
 
 class _Fetcher:
@@ -243,8 +249,9 @@ class _Fetcher:
             session.headers["User-Agent"] = self.options.user_agent
         return session
 
-    def fetch(self, entry: ManifestEntry) -> tuple[ManifestEntry, int, dict | None]:
-        """(entry, bytes stored, None) on success, else (entry, 0, {"url", "error"})."""
+    def fetch(self, entry: ManifestEntry) -> tuple[ManifestEntry, int, dict | None, bool]:
+        """(entry, bytes stored, None, False) on success, else (entry, 0, {"url", "error"},
+        whether the server was out of reach)."""
         base = self.options.base_url
         original = (file_url(entry.md5, entry.ext, base),
                     original_path(self.data_dir, entry.md5, entry.ext), entry.md5)
@@ -253,34 +260,34 @@ class _Fetcher:
                    original] if self.options.sample else [original]
         for url, dest, md5 in targets:
             try:
-                return entry, self._download(url, dest, md5), None
+                return entry, self._download(url, dest, md5), None, False
             except _NotFound:
                 error = "HTTP 404 Not Found"
             except _Failed as exc:
-                return entry, 0, {"url": url, "error": str(exc)}
-        return entry, 0, {"url": url, "error": error}
+                return entry, 0, {"url": url, "error": str(exc)}, exc.unreachable
+        return entry, 0, {"url": url, "error": error}, False
 
     def _download(self, url: str, dest: Path, md5: str | None) -> int:
         import requests
 
         options = self.options
-        reason = ""
+        reason, unreachable = "", False
         for attempt in range(options.retries + 1):
             self._limit.wait()
             try:
                 return self._get(url, dest, md5)
             except _Retryable as exc:
-                reason, delay = str(exc), exc.delay
+                reason, delay, unreachable = str(exc), exc.delay, exc.unreachable
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                reason, delay = f"{type(exc).__name__}: {exc}", None
+                reason, delay, unreachable = f"{type(exc).__name__}: {exc}", None, True
             except requests.RequestException as exc:
                 # A bad URL, a redirect loop, an undecodable body: trying again won't help.
                 raise _Failed(f"{type(exc).__name__}: {exc}") from None
             if attempt < options.retries:
                 time.sleep(min(_MAX_BACKOFF, delay if delay is not None
                                else options.backoff * 2**attempt))
-        raise _Failed(f"{reason} (gave up after {options.retries + 1} attempts)")
+        raise _Failed(f"{reason} (gave up after {options.retries + 1} attempts)", unreachable)
 
     def _get(self, url: str, dest: Path, md5: str | None) -> int:
         import requests
@@ -292,7 +299,7 @@ class _Fetcher:
                 raise _NotFound()
             if status == 429 or status >= 500:
                 raise _Retryable(f"HTTP {status} {response.reason}",
-                                 _retry_after(response.headers.get("Retry-After")))
+                                 _retry_after(response.headers.get("Retry-After")), unreachable=True)
             if status != 200:
                 raise _Failed(f"HTTP {status} {response.reason}")
             part = dest.with_name(dest.name + ".part")

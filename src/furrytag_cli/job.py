@@ -90,7 +90,7 @@ def check_output(spec: OutputSpec) -> None:
     targets = [p for p in (spec.output, spec.embeddings, spec.failures) if p is not None]
     for target in targets:
         if target.is_dir():
-            raise OutputError(f"{target} is a folder; give a file name (e.g. {target / 'tags'})")
+            raise OutputError(f"{target} is a folder; give a file name (one inside it will do)")
     if spec.output_dir is not None:
         targets.append(spec.output_dir / "x")
     for target in targets:
@@ -142,23 +142,41 @@ class TagJob:
                 f"a run of the same model, and this is {model}: use -o to write to another file"
             )
         done = done_keys(self.previous)
+        pending = self._with_missing_embeddings(files, {f for f in files if file_key(f, model) in done})
+        self._trim_embedded(pending, known={record["path"] for record in self.previous})
+        return pending
+
+    def _with_missing_embeddings(self, files: list[Path], done: set[Path]) -> list[Path]:
+        """The files not ``done``, and the done ones that lack an embedding (a killed run
+        wrote their tags but not its embeddings); those are run again for it alone."""
         embedded = set(self.embedded[1])
         pending = []
         for file in files:
-            if file_key(file, model) not in done:
+            if file not in done:
                 pending.append(file)
-            elif spec.embeddings is not None and display_path(file) not in embedded:
+            elif self.spec.embeddings is not None and display_path(file) not in embedded:
                 pending.append(file)
                 self.recorded.add(file)
         return pending
+
+    def _trim_embedded(self, pending: list[Path], known: set[str] | None) -> None:
+        """Keep the earlier embeddings of files not run again (and, given ``known``, of
+        files the output holds), so that no path has two rows or a stale one."""
+        rows, paths = self.embedded
+        if rows is None:
+            return
+        again = {display_path(f) for f in pending}
+        keep = [i for i, p in enumerate(paths) if p not in again and (known is None or p in known)]
+        self.embedded = (rows[keep], [paths[i] for i in keep])
 
     def _pending_captions(self, files: list[Path]) -> list[Path]:
         spec = self.spec
         sink = self._caption_sink(files)
         captioned = [f for f in files if sink.caption_path(f).exists()]
         if spec.skip_existing or spec.resume:
-            kept = set(captioned)
-            return [f for f in files if f not in kept]
+            pending = self._with_missing_embeddings(files, set(captioned))
+            self._trim_embedded(pending, known=None)
+            return pending
         if captioned and not spec.overwrite:
             raise OutputError(
                 f"{len(captioned)} image(s) already have a caption file (e.g. "
@@ -204,9 +222,10 @@ class TagJob:
                     else:
                         summary.failed.append((display_path(item.path), item.reason))
                 try:
-                    main.write([r for r in results if r.path not in self.recorded])
+                    # Embeddings first: rows without a record are dropped by a resume.
                     if embeddings is not None:
                         embeddings.write(results)
+                    main.write([r for r in results if r.path not in self.recorded])
                 except BrokenPipeError:
                     summary.pipe_closed = True
                     _silence_stdout()

@@ -42,12 +42,14 @@ def read_records(path: Path, fmt: str) -> list[dict]:
     if fmt == "json":
         records = _parse(text) if text.strip() else []
     else:
-        lines = [line for line in text.splitlines(keepends=True) if line.endswith("\n")]
-        records = [_parse(line) for line in lines]
+        # Only "\n" ends a record (paths may hold other line breaks); the piece after the
+        # last one is empty or a torn line.
+        records = [_parse(line) for line in text.split("\n")[:-1] if line.strip()]
     if not isinstance(records, list) or any(record_key(r) is None for r in records):
         raise OutputError(
-            f"{path} is not furrytag {fmt} output, so --resume cannot continue it; check "
-            "--format (-f), or use --overwrite to replace the file or -o to write another"
+            f"{path} is not furrytag {fmt} output (or is cut short), so --resume cannot "
+            "continue it; check --format (-f), or use --overwrite to replace the file or -o "
+            "to write another"
         )
     return records
 

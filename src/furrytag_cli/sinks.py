@@ -278,8 +278,8 @@ def read_embeddings(target: Path) -> tuple[np.ndarray | None, list[str]]:
         return None, []
     try:
         rows = np.load(target, allow_pickle=False)
-        paths = embedding_index(target).read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError) as exc:
+        paths = embedding_index(target).read_text(encoding="utf-8").split("\n")[:-1]
+    except (OSError, ValueError, EOFError) as exc:
         raise OutputError(f"cannot read the earlier embeddings {target} to continue them: {exc}; "
                           "use --overwrite to start them afresh") from None
     if rows.ndim != 2 or len(rows) != len(paths):

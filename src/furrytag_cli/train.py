@@ -19,7 +19,7 @@ from pathlib import Path
 
 from furrytag_cli.bundle import Bundle
 from furrytag_cli.categories import CategorySet
-from furrytag_cli.errors import ConfigError, FurrytagError, Interrupted
+from furrytag_cli.errors import ConfigError, FurrytagError
 from furrytag_cli.schema import did_you_mean
 from furrytag_cli.network import build_model
 from furrytag_cli.preprocess import PreprocessSpec
@@ -304,7 +304,8 @@ class Trainer:
 
     def export(self) -> Bundle:
         """Write ``RUN_DIR/bundle`` from the best checkpoint (the last one when none is best)."""
-        best = load_checkpoint(self.run.run_dir, BEST)
+        best = load_checkpoint(self.run.run_dir,
+                               BEST if checkpoint_path(self.run.run_dir, BEST) else LATEST)
         provenance = {
             "config": self.config.to_dict(), "best_epoch": best.state.best_epoch,
             "monitor": self.monitor, "best_value": best.state.best,
@@ -337,9 +338,6 @@ def train(config: TrainConfig | str | Path | None = None, *, data: str | Path | 
              f"{trainer.global_batch}, {trainer.steps} steps an epoch; run folder {run.run_dir}")
         state = trainer.fit()
         bundle = trainer.export() if trainer.chief else None
-    except KeyboardInterrupt:
-        raise Interrupted(f"training stopped; continue it from its latest checkpoint with "
-                          f"furrytag train --resume {run.run_dir}") from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     return TrainResult(run_dir=run.run_dir, bundle=bundle, state=state)

@@ -90,14 +90,13 @@ def load_checkpoint(run_dir: Path, name: str = LATEST) -> Checkpoint:
     folder = checkpoint_path(run_dir, name)
     if folder is None:
         raise ConfigError(
-            f"no {name} checkpoint in {Path(run_dir) / CHECKPOINTS}; the run saved none yet "
-            "(start it again without --resume)"
+            f"no {name} checkpoint in {Path(run_dir) / CHECKPOINTS}: the run saved none yet"
         )
     try:
         state = TrainState(**json.loads((folder / _STATE).read_text(encoding="utf-8")))
         optimizer = _load_arrays(folder / _OPTIMIZER) if (folder / _OPTIMIZER).is_file() else None
         weights = _load_arrays(folder / _WEIGHTS)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(
             f"the {name} checkpoint in {folder} is damaged ({type(exc).__name__}: {exc}); "
             "start a new run with another --out, or delete that folder and --resume starts "

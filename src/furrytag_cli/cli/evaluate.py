@@ -123,8 +123,8 @@ def _check_numbers(batch_size: int, threshold: float | None, min_support: int, s
     """Option values checked before any model is loaded or image scored."""
     if batch_size < 1:
         raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
-    if threshold is not None and not 0 < threshold < 1:
-        raise FurrytagError(f"--threshold must be between 0 and 1; received {threshold}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise FurrytagError(f"--threshold must be from 0 to 1; received {threshold}")
     if min_support < 1:
         raise FurrytagError(f"--min-support must be at least 1; received {min_support}")
     if not 0 <= shrinkage < float("inf"):

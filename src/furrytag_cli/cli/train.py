@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from furrytag_cli.errors import Interrupted
+
 
 def train_command(
     config: Annotated[str | None, typer.Option(
@@ -34,8 +36,12 @@ def train_command(
             typer.echo(message, err=True)
 
     verbose = 0 if quiet else 1 if sys.stderr.isatty() else 2
-    result = train(config, data=data, out=out, overrides=overrides or (), resume=resume,
-                   verbose=verbose, note=note)
+    try:
+        result = train(config, data=data, out=out, overrides=overrides or (), resume=resume,
+                       verbose=verbose, note=note)
+    except KeyboardInterrupt:
+        raise Interrupted(f"training stopped; continue it from its latest checkpoint with "
+                          f"furrytag train --resume {resume or out}") from None
     state = result.state
     best = f"best epoch {state.best_epoch}" if state.best_epoch else "no best epoch"
     if result.bundle is None:
