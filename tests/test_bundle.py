@@ -182,3 +182,13 @@ def test_unidentified_legacy_model_needs_a_known_name(legacy_dir, tmp_path):
     with pytest.raises(BundleError, match="cannot identify"):
         load_bundle(renamed)
     assert load_bundle(renamed, normalized=False).preprocess.mean == (0.0, 0.0, 0.0)
+
+
+def test_the_fingerprint_is_read_once_per_bundle_and_follows_the_files(native_bundle_dir, tmp_path):
+    copy = _copy(native_bundle_dir, tmp_path)
+    bundle = load_bundle(copy)
+    first = bundle.fingerprint()
+    assert bundle.model_id == f"tiny-test@{first}"
+    (copy / "notes.txt").write_text("a file added after loading")
+    assert bundle.fingerprint() == first  # hashed once: the files can be hundreds of MB
+    assert load_bundle(copy).fingerprint() != first

@@ -165,6 +165,11 @@ def test_engine_choice(native_bundle_dir):
         load_engine(bundle, engine="fast")
     with pytest.raises(ConfigError, match="--quantize must be one of none, dynamic, float16; received 'int4'"):
         load_engine(bundle, engine="lite", quantize="int4")
+    with pytest.raises(ConfigError, match="--quantize applies to the lite engine"):
+        load_engine(bundle, engine="keras", quantize="dynamic")
+    notes = []
+    assert load_engine(bundle, engine="auto", device="gpu", quantize="dynamic", notify=notes.append).name == "keras"
+    assert notes == ["--quantize applies to the lite engine; on a GPU the keras engine runs the model unquantized"]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import hashlib
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,7 +56,13 @@ class Bundle:
         return self.preprocess.size
 
     def fingerprint(self) -> str:
-        """A short content hash of the model's files, identifying it in resume indexes."""
+        """A short content hash of the model's files, identifying it in resume indexes and
+        score caches."""
+        return self._content_hash
+
+    @cached_property
+    def _content_hash(self) -> str:
+        # Read once per Bundle: the files can be hundreds of MB.
         digest = hashlib.sha256()
         files = sorted(p for p in self.path.rglob("*") if p.is_file())
         for file in files:
@@ -64,6 +71,11 @@ class Bundle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
         return digest.hexdigest()[:16]
+
+    @property
+    def model_id(self) -> str:
+        """``name@fingerprint``: the model and its weights, as outputs and caches record it."""
+        return f"{self.name}@{self.fingerprint()}"
 
     def metadata(self) -> dict:
         """The native metadata dict (what ``furrytag.yaml`` holds)."""

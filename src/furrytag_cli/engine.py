@@ -147,7 +147,12 @@ def load_engine(
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}; received {engine!r}")
     if quantize not in QUANTIZE:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; received {quantize!r}")
+    if quantize != "none" and engine == "keras":
+        raise ConfigError("--quantize applies to the lite engine; drop it or use --engine lite")
     if engine == "keras" or (engine == "auto" and device == "gpu"):
+        if quantize != "none" and notify is not None:
+            notify("--quantize applies to the lite engine; on a GPU the keras engine runs the "
+                   "model unquantized")
         return KerasEngine(bundle, embeddings=embeddings)
     try:
         return LiteEngine(bundle, embeddings=embeddings, quantize=quantize, notify=notify)

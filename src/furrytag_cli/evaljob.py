@@ -6,6 +6,7 @@ allowed but flagged, since the tuned rows are then optimistic.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,19 @@ class EvalRequest:
     scores_dir: Path | None = None
     batch_size: int = 32
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Checked when the request is made, before any model loads or image is scored.
+        checks = [
+            (self.batch_size >= 1, f"--batch-size must be at least 1; received {self.batch_size}"),
+            (self.threshold is None or 0 <= self.threshold <= 1,
+             f"--threshold must be from 0 to 1; received {self.threshold}"),
+            (self.min_support >= 1, f"--min-support must be at least 1; received {self.min_support}"),
+            (0 <= self.shrinkage < math.inf, f"--shrinkage must be 0 or more; received {self.shrinkage}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass
@@ -118,7 +132,7 @@ def evaluate_model(
     ``notify`` hears of the engine's first conversion (None: silence).
     """
     tagger = None
-    model_id = f"{bundle.name}@{bundle.fingerprint()}"
+    model_id = bundle.model_id
     failed: list[tuple[Path, str]] = []
     notes: list[str] = []
 

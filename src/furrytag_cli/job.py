@@ -79,10 +79,7 @@ def check_output(spec: OutputSpec) -> None:
                           "drop -o, or give --output-dir FOLDER to write the captions there")
     if spec.fmt != "txt" and spec.output_dir is not None:
         raise OutputError(f"--output-dir is where -f txt writes captions; for {spec.fmt} use -o FILE")
-    caption = spec.caption
-    styled = (caption.prefix or caption.suffix or caption.escape_parens or not caption.underscores
-              or caption.order != "score")
-    if spec.fmt != "txt" and (styled or spec.skip_existing):
+    if spec.fmt != "txt" and (spec.caption != CaptionStyle() or spec.skip_existing):
         raise OutputError("--prefix, --suffix, --order, --escape-parens, --no-underscores and "
                           f"--skip-existing shape caption files (-f txt), not {spec.fmt} output")
     if spec.fmt != "csv" and spec.long:

@@ -61,6 +61,11 @@ class CaptionStyle:
     suffix: Sequence[str] = ()
     order: str = "score"
 
+    def __post_init__(self) -> None:
+        # Any sequence of tags compares like the defaults (tuples).
+        object.__setattr__(self, "prefix", tuple(self.prefix))
+        object.__setattr__(self, "suffix", tuple(self.suffix))
+
     def format(self, tagging: Tagging) -> str:
         if self.order == "score":
             tags = [tag for _, tag, _ in tagging.flat()]

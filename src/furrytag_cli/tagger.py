@@ -138,9 +138,7 @@ class Tagger:
     @property
     def model_id(self) -> str:
         """Identifies the model and its weights (name@content hash)."""
-        if not hasattr(self, "_model_id"):
-            self._model_id = f"{self.bundle.name}@{self.bundle.fingerprint()}"
-        return self._model_id
+        return self.bundle.model_id
 
     def scores(self, images: Sequence[np.ndarray]) -> Scores:
         """Scores for already decoded uint8 RGB images (each H×W×3), preprocessed per the bundle."""

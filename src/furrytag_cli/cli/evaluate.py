@@ -60,7 +60,6 @@ def evaluate_command(
     from furrytag_cli.engine import notice
     from furrytag_cli.tagger import resolve_bundle
 
-    _check_numbers(batch_size, threshold, min_support, shrinkage)
     _check_writable(report, "--report", folder=True)
     _check_writable(save_thresholds, "--save-thresholds", folder=False)
     if labels is not None and tune_on == "val":
@@ -117,18 +116,6 @@ def evaluate_command(
         if write_thresholds:
             path = evaljob.write_thresholds(result, cache_dir)
             typer.echo(f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True)
-
-
-def _check_numbers(batch_size: int, threshold: float | None, min_support: int, shrinkage: float) -> None:
-    """Option values checked before any model is loaded or image scored."""
-    if batch_size < 1:
-        raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise FurrytagError(f"--threshold must be from 0 to 1; received {threshold}")
-    if min_support < 1:
-        raise FurrytagError(f"--min-support must be at least 1; received {min_support}")
-    if not 0 <= shrinkage < float("inf"):
-        raise FurrytagError(f"--shrinkage must be 0 or more; received {shrinkage}")
 
 
 def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:

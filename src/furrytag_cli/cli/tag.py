@@ -90,8 +90,6 @@ def tag_command(
         rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
         exclude_tags=frozenset(_split(exclude_tags)), all_scores=all_scores,
     )
-    if quantize != "none" and engine == "keras":
-        raise FurrytagError("--quantize applies to the lite engine; drop it or use --engine lite")
     found = discover(inputs, recursive=recursive, globs=glob, excludes=exclude, null_separated=null)
     if not found.files and not found.problems:
         filters = "".join(f", matching {g!r}" for g in glob) + "".join(f", not {e!r}" for e in exclude)
