@@ -34,7 +34,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-GOALS = (("c_lite / a", 1.5), ("c_lite / b", 0.85), ("c_lite / d", 4.0), ("c_lite / d, with model load", 4.0))
+GOALS = (
+    ("c_lite / a", 1.5),
+    ("c_lite / b", 0.85),
+    ("c_lite / d", 4.0),
+    ("c_lite / d, with model load", 4.0),
+)
 
 
 def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -49,8 +54,10 @@ def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
         draw = ImageDraw.Draw(image)
         for _ in range(12):
             x0, y0 = int(rng.integers(0, w - 50)), int(rng.integers(0, h - 50))
-            draw.ellipse([x0, y0, x0 + int(rng.integers(20, w // 3)), y0 + int(rng.integers(20, h // 3))],
-                         fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+            draw.ellipse(
+                [x0, y0, x0 + int(rng.integers(20, w // 3)), y0 + int(rng.integers(20, h // 3))],
+                fill=tuple(int(c) for c in rng.integers(0, 256, 3)),
+            )
         path = folder / (f"img{i:05d}.png" if i % 4 == 0 else f"img{i:05d}.jpg")
         image.save(path, quality=90) if path.suffix == ".jpg" else image.save(path)
         paths.append(path)
@@ -58,15 +65,21 @@ def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def make_bundle(folder: Path, backbone: str, size: int) -> Path:
-    from furrytag_cli.bundle import Bundle, save_bundle
-    from furrytag_cli.categories import CategorySet
-    from furrytag_cli.network import build_model
-    from furrytag_cli.preprocess import PreprocessSpec
+    from furrytag_cli.model.bundle import Bundle, save_bundle
+    from furrytag_cli.model.categories import CategorySet
+    from furrytag_cli.model.network import build_model
+    from furrytag_cli.model.preprocess import PreprocessSpec
 
     categories = CategorySet.load()
     model = build_model(backbone, size, categories, weights=None)
-    bundle = Bundle(path=folder, kind="native", name=f"bench-{backbone}", backbone=backbone,
-                    categories=categories, preprocess=PreprocessSpec(size=size))
+    bundle = Bundle(
+        path=folder,
+        kind="native",
+        name=f"bench-{backbone}",
+        backbone=backbone,
+        categories=categories,
+        preprocess=PreprocessSpec(size=size),
+    )
     save_bundle(model, folder, bundle)
     return folder
 
@@ -78,22 +91,29 @@ def make_legacy_model(folder: Path, backbone: str, size: int) -> Path:
     import tensorflow_hub as hub
     import tf_keras
 
-    from furrytag_cli.categories import HEADS, CategorySet
-    from furrytag_cli.network import BACKBONES
+    from furrytag_cli.model.categories import HEADS, CategorySet
+    from furrytag_cli.model.network import BACKBONES
 
     constructor = getattr(tf_keras.applications, BACKBONES[backbone].constructor)
-    features = constructor(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
+    features = constructor(
+        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
+    )
     tf.saved_model.save(features, str(folder / "feature-src"))
     categories = CategorySet.load()
     image = tf_keras.Input((size, size, 3), name="img_input")
-    shared = hub.KerasLayer(str(folder / "feature-src"), trainable=False, name="feature_layer")(image)
+    shared = hub.KerasLayer(str(folder / "feature-src"), trainable=False, name="feature_layer")(
+        image
+    )
     widths = {h: len(categories.tags(h)) for h in HEADS} | {"rating": 1}
     outputs = [
         tf_keras.layers.Dense(width, activation="sigmoid", name=f"{head}_output")(
-            tf_keras.layers.Dense(128, activation="relu", name=f"{head}_hidden_layer")(shared))
+            tf_keras.layers.Dense(128, activation="relu", name=f"{head}_hidden_layer")(shared)
+        )
         for head, width in widths.items()
     ]
-    target = folder / "efficientnet_v2_b3_300_2c"  # a registry name: furrytag knows it is normalised
+    target = (
+        folder / "efficientnet_v2_b3_300_2c"
+    )  # a registry name: furrytag knows it is normalised
     tf_keras.Model(image, outputs).save(str(target))
     return target
 
@@ -114,9 +134,13 @@ def forward_only(engine, batch, repeats: int) -> float:
 
 
 def end_to_end(tagger, paths, out: Path) -> float:
-    from furrytag_cli.job import OutputSpec, TagJob
+    from furrytag_cli.tagging.job import OutputSpec, TagJob
 
-    TagJob(tagger, paths[:tagger.batch_size], OutputSpec(output=out.with_suffix(".warm"), overwrite=True)).run()
+    TagJob(
+        tagger,
+        paths[: tagger.batch_size],
+        OutputSpec(output=out.with_suffix(".warm"), overwrite=True),
+    ).run()
     rates = []
     for _ in range(TRIES):
         summary = TagJob(tagger, paths, OutputSpec(output=out, overwrite=True)).run()
@@ -127,13 +151,15 @@ def end_to_end(tagger, paths, out: Path) -> float:
 
 def decode_only(paths, spec, batch_size: int) -> float:
     """The tag pipeline (header check, read, decode, preprocess, batch) with no model."""
-    from furrytag_cli.pipeline import inference_dataset
+    from furrytag_cli.tagging.pipeline import inference_dataset
 
     rates = []
     for _ in range(TRIES):
         start = time.perf_counter()
-        count = sum(len(indices) for indices, _ in inference_dataset(
-            paths, spec, batch_size=batch_size, rejected={}))
+        count = sum(
+            len(indices)
+            for indices, _ in inference_dataset(paths, spec, batch_size=batch_size, rejected={})
+        )
         rates.append(count / (time.perf_counter() - start))
     return max(rates)
 
@@ -148,9 +174,11 @@ def peak_rss_mb():
 """
 
 # The original project's tagging, restated: every image decoded and kept, one predict.
-ORIGINAL = PEAK_RSS + """
+ORIGINAL = (
+    PEAK_RSS
+    + """
 import sys, time
-from furrytag_cli.tfruntime import tensorflow
+from furrytag_cli.core.tfruntime import tensorflow
 tf = tensorflow()
 import tf_keras
 model_dir, size, batch_size, *paths = sys.argv[1:]
@@ -167,14 +195,17 @@ outputs = model.predict(tf.stack(images), batch_size=batch_size, verbose=0)
 done = time.perf_counter()
 print("RESULT", len(paths) / (done - loaded), len(paths) / (done - start), peak_rss_mb())
 """
+)
 
 # `furrytag tag` in a fresh process: images/s tagging, images/s with the model load, peak RSS.
-TAG = PEAK_RSS + """
+TAG = (
+    PEAK_RSS
+    + """
 import sys, time
 from pathlib import Path
-from furrytag_cli.job import OutputSpec, TagJob
-from furrytag_cli.discovery import discover
-from furrytag_cli.tagger import Tagger
+from furrytag_cli.tagging.job import OutputSpec, TagJob
+from furrytag_cli.tagging.discovery import discover
+from furrytag_cli.tagging.tagger import Tagger
 bundle, engine, out, *inputs = sys.argv[1:]
 found = discover(inputs)
 start = time.perf_counter()
@@ -185,12 +216,15 @@ assert summary.tagged == len(found.files), summary
 n = summary.tagged
 print("RESULT", n / summary.seconds, n / (loaded + summary.seconds), peak_rss_mb())
 """
+)
 
 
 def in_fresh_process(code: str, *args) -> tuple[float, float, float]:
     """Run ``code`` in a new interpreter; return its images/s tagging, images/s including
     the model load, and peak RSS in MB."""
-    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT")]
     if result.returncode or not lines:
         raise SystemExit(f"benchmark subprocess failed:\n{result.stderr[-3000:]}")
@@ -207,8 +241,8 @@ def link_copies(sources: list[Path], folder: Path, count: int) -> Path:
 
 
 def quantized_drift(bundle_path: Path, batch, repeats: int) -> dict:
-    from furrytag_cli.bundle import load_bundle
-    from furrytag_cli.lite import LiteEngine
+    from furrytag_cli.engines.lite import LiteEngine
+    from furrytag_cli.model.loading import load_bundle
 
     bundle = load_bundle(bundle_path)
     reference = LiteEngine(bundle)(batch)
@@ -218,9 +252,11 @@ def quantized_drift(bundle_path: Path, batch, repeats: int) -> dict:
         scores = engine(batch)
         drift = max(float(np.abs(scores.heads[h] - reference.heads[h]).max()) for h in scores.heads)
         drift = max(drift, float(np.abs(scores.rating - reference.rating).max()))
-        found[mode] = {"max_abs_score_drift": round(drift, 5),
-                       "forward_img_s": round(forward_only(engine, batch, repeats), 2),
-                       "file_mb": round(engine.model_path.stat().st_size / 2**20, 1)}
+        found[mode] = {
+            "max_abs_score_drift": round(drift, 5),
+            "forward_img_s": round(forward_only(engine, batch, repeats), 2),
+            "file_mb": round(engine.model_path.stat().st_size / 2**20, 1),
+        }
     return found
 
 
@@ -228,33 +264,48 @@ def help_seconds(times: int = 5) -> float:
     runs = []
     for _ in range(times):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "furrytag_cli", "--help"], capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "furrytag_cli", "--help"], capture_output=True, check=True
+        )
         runs.append(time.perf_counter() - start)
     return statistics.median(runs)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbone", default="efficientnet_v2_b3", help="e.g. mobilenet_v3_large")
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rss-counts", default=None, help="two image counts for the RSS of (c) vs (d); "
-                        "default: images/2,images")
+    parser.add_argument(
+        "--rss-counts",
+        default=None,
+        help="two image counts for the RSS of (c) vs (d); default: images/2,images",
+    )
     parser.add_argument("--memory-backbone", default="mobilenet_v3_small")
     parser.add_argument("--memory-size", type=int, default=224)
-    parser.add_argument("--memory-files", type=int, default=500, help="N; (c) is also measured at 10×N")
-    parser.add_argument("--skip-memory", action="store_true", help="skip the N vs 10×N files measurement")
-    parser.add_argument("--quantize-drift", action="store_true", help="also measure the quantized lite variants")
-    parser.add_argument("--work", type=Path, default=None, help="reuse this folder (models, images, conversions)")
+    parser.add_argument(
+        "--memory-files", type=int, default=500, help="N; (c) is also measured at 10×N"
+    )
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="skip the N vs 10×N files measurement"
+    )
+    parser.add_argument(
+        "--quantize-drift", action="store_true", help="also measure the quantized lite variants"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="reuse this folder (models, images, conversions)"
+    )
     args = parser.parse_args()
 
-    from furrytag_cli.bundle import load_bundle
-    from furrytag_cli.decode import decode_with_pillow
-    from furrytag_cli.lite import runtime
-    from furrytag_cli.preprocess import preprocess_image
-    from furrytag_cli.tagger import Tagger
-    from furrytag_cli.tfruntime import tensorflow
+    from furrytag_cli.core.tfruntime import tensorflow
+    from furrytag_cli.engines.lite import runtime
+    from furrytag_cli.model.loading import load_bundle
+    from furrytag_cli.model.preprocess import preprocess_image
+    from furrytag_cli.tagging.decode import decode_with_pillow
+    from furrytag_cli.tagging.tagger import Tagger
 
     tf = tensorflow()
     work = args.work or Path(tempfile.mkdtemp(prefix="furrytag-bench-"))
@@ -274,36 +325,58 @@ def main() -> None:
     convert_s = time.perf_counter() - start
     keras_tagger = Tagger(bundle, batch_size=args.batch_size, engine="keras")
     spec = load_bundle(bundle).preprocess
-    batch = tf.stack([preprocess_image(decode_with_pillow(p, spec), spec) for p in paths[:args.batch_size]])
+    batch = tf.stack(
+        [preprocess_image(decode_with_pillow(p, spec), spec) for p in paths[: args.batch_size]]
+    )
     repeats = max(2, args.images // args.batch_size)
-    rates = {"a_keras_forward": forward_only(keras_tagger.engine, batch, repeats),
-             "b_lite_forward": forward_only(lite_tagger.engine, batch, repeats),
-             "c_keras_end_to_end": end_to_end(keras_tagger, paths, work / "keras.jsonl"),
-             "c_lite_end_to_end": end_to_end(lite_tagger, paths, work / "lite.jsonl")}
+    rates = {
+        "a_keras_forward": forward_only(keras_tagger.engine, batch, repeats),
+        "b_lite_forward": forward_only(lite_tagger.engine, batch, repeats),
+        "c_keras_end_to_end": end_to_end(keras_tagger, paths, work / "keras.jsonl"),
+        "c_lite_end_to_end": end_to_end(lite_tagger, paths, work / "lite.jsonl"),
+    }
     decode = decode_only(paths, spec, args.batch_size)
     # On a CPU decoding and the model take turns on every core: their times per image add up.
-    ceiling = {name: 1 / (1 / rates[key] + 1 / decode)
-               for name, key in (("keras", "a_keras_forward"), ("lite", "b_lite_forward"))}
+    ceiling = {
+        name: 1 / (1 / rates[key] + 1 / decode)
+        for name, key in (("keras", "a_keras_forward"), ("lite", "b_lite_forward"))
+    }
     counts = [int(c) for c in (args.rss_counts or f"{args.images // 2},{args.images}").split(",")]
     memory = {}
     for count in counts:
         subset = [str(p) for p in paths[:count]]
-        d_rate, d_whole, d_rss = in_fresh_process(ORIGINAL, legacy, args.size, args.batch_size, *subset)
+        d_rate, d_whole, d_rss = in_fresh_process(
+            ORIGINAL, legacy, args.size, args.batch_size, *subset
+        )
         c_rate, c_whole, c_rss = in_fresh_process(TAG, bundle, "lite", work / "rss.jsonl", *subset)
-        memory[count] = {"c_lite_peak_rss_mb": round(c_rss), "d_original_peak_rss_mb": round(d_rss),
-                         "c_lite_img_s": round(c_rate, 2), "d_original_img_s": round(d_rate, 2),
-                         "with_model_load_img_s": {"c_lite": round(c_whole, 2), "d_original": round(d_whole, 2)}}
+        memory[count] = {
+            "c_lite_peak_rss_mb": round(c_rss),
+            "d_original_peak_rss_mb": round(d_rss),
+            "c_lite_img_s": round(c_rate, 2),
+            "d_original_img_s": round(d_rate, 2),
+            "with_model_load_img_s": {"c_lite": round(c_whole, 2), "d_original": round(d_whole, 2)},
+        }
     rates["d_original"] = memory[max(counts)]["d_original_img_s"]
     whole = memory[max(counts)]["with_model_load_img_s"]
     a, b, d = rates["a_keras_forward"], rates["b_lite_forward"], rates["d_original"]
     c_lite, c_keras = rates["c_lite_end_to_end"], rates["c_keras_end_to_end"]
-    ratios = {"c_lite / a": c_lite / a, "c_lite / b": c_lite / b, "c_lite / d": c_lite / d,
-              "c_keras / d": c_keras / d, "b / a": b / a, "c_keras / a": c_keras / a,
-              "c_lite / d, with model load": whole["c_lite"] / whole["d_original"]}
+    ratios = {
+        "c_lite / a": c_lite / a,
+        "c_lite / b": c_lite / b,
+        "c_lite / d": c_lite / d,
+        "c_keras / d": c_keras / d,
+        "b / a": b / a,
+        "c_keras / a": c_keras / a,
+        "c_lite / d, with model load": whole["c_lite"] / whole["d_original"],
+    }
     results = {
-        "model": f"{args.backbone}@{args.size}", "images": args.images, "batch_size": args.batch_size,
-        "cpu_threads": os.cpu_count(), "load_average": [round(v, 1) for v in os.getloadavg()],
-        "runtime": runtime(), "first_conversion_s": round(convert_s, 1),
+        "model": f"{args.backbone}@{args.size}",
+        "images": args.images,
+        "batch_size": args.batch_size,
+        "cpu_threads": os.cpu_count(),
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+        "runtime": runtime(),
+        "first_conversion_s": round(convert_s, 1),
         "img_s": {k: round(v, 2) for k, v in rates.items()},
         "decode_only_img_s": round(decode, 1),
         "end_to_end_ceiling_img_s": {k: round(v, 2) for k, v in ceiling.items()},
@@ -322,12 +395,16 @@ def main() -> None:
         if not few.is_dir():
             link_copies(paths, few, n)
             link_copies(paths, many, 10 * n)
-        in_fresh_process(TAG, small, "lite", work / "warm.jsonl", *map(str, paths[:2]))  # converts once
+        in_fresh_process(
+            TAG, small, "lite", work / "warm.jsonl", *map(str, paths[:2])
+        )  # converts once
         rate_few, _, rss_few = in_fresh_process(TAG, small, "lite", work / "few.jsonl", few)
         rate_many, _, rss_many = in_fresh_process(TAG, small, "lite", work / "many.jsonl", many)
         results["flat_memory"] = {
-            "model": f"{args.memory_backbone}@{args.memory_size}", "engine": "lite",
-            f"peak_rss_mb_{n}_files": round(rss_few), f"peak_rss_mb_{10 * n}_files": round(rss_many),
+            "model": f"{args.memory_backbone}@{args.memory_size}",
+            "engine": "lite",
+            f"peak_rss_mb_{n}_files": round(rss_few),
+            f"peak_rss_mb_{10 * n}_files": round(rss_many),
             "ratio_rss_many_vs_few": round(rss_many / rss_few, 3),
             "img_s": [round(rate_few, 1), round(rate_many, 1)],
         }

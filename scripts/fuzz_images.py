@@ -77,19 +77,19 @@ def set_dimensions(fmt: str, data: bytes, width: int, height: int, fix_crc: bool
         for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2"):
             at = out.find(marker)
             if at > 0:
-                out[at + 5:at + 9] = struct.pack(">HH", min(height, 65535), min(width, 65535))
+                out[at + 5 : at + 9] = struct.pack(">HH", min(height, 65535), min(width, 65535))
                 break
     elif fmt == "gif":
         out[6:10] = struct.pack("<HH", min(width, 65535), min(height, 65535))
         at = out.find(b"\x2c", 13)  # the first image descriptor
         if at > 0:
-            out[at + 5:at + 9] = struct.pack("<HH", min(width, 65535), min(height, 65535))
+            out[at + 5 : at + 9] = struct.pack("<HH", min(width, 65535), min(height, 65535))
     elif fmt == "bmp":
         out[18:26] = struct.pack("<ii", min(width, 2**31 - 1), min(height, 2**31 - 1))
     elif fmt == "webp":
         at = out.find(b"\x9d\x01\x2a")  # lossy key frame start code
         if at > 0:
-            out[at + 3:at + 7] = struct.pack("<HH", min(width, 16383), min(height, 16383))
+            out[at + 3 : at + 7] = struct.pack("<HH", min(width, 16383), min(height, 16383))
     return bytes(out)
 
 
@@ -114,7 +114,9 @@ def mutate(rng: np.random.Generator, kind: str, fmt: str, data: bytes) -> bytes:
     return rng.bytes(int(rng.integers(0, 4096)))
 
 
-def write_files(folder: Path, count: int, seed: int, big: int) -> tuple[list[Path], list[Path], Counter]:
+def write_files(
+    folder: Path, count: int, seed: int, big: int
+) -> tuple[list[Path], list[Path], Counter]:
     """Write the good images, ``count`` mutated files and ``big`` files whose headers claim
     9000×9000 (just under the pixel limit, the worst case for memory); return (good, bad, kinds)."""
     rng = np.random.default_rng(seed)
@@ -143,9 +145,24 @@ def write_files(folder: Path, count: int, seed: int, big: int) -> tuple[list[Pat
 def tag(folder: Path, bundle: Path, out: Path, batch_size: int) -> dict:
     """Run ``furrytag tag`` over ``folder``; return its exit status, stderr, peak RSS, records."""
     report = out.with_name(out.name + ".failures.tsv")
-    command = [sys.executable, "-m", "furrytag_cli", "tag", str(folder), "-m", str(bundle),
-               "-o", str(out), "--failures", str(report), "--all-scores", "--overwrite",
-               "--batch-size", str(batch_size), "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "furrytag_cli",
+        "tag",
+        str(folder),
+        "-m",
+        str(bundle),
+        "-o",
+        str(out),
+        "--failures",
+        str(report),
+        "--all-scores",
+        "--overwrite",
+        "--batch-size",
+        str(batch_size),
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.setdefault("FURRYTAG_HOME", str(out.parent / "home"))
     started = time.perf_counter()
@@ -159,8 +176,14 @@ def tag(folder: Path, bundle: Path, out: Path, batch_size: int) -> dict:
     failures = []
     if report.exists():
         failures = [line.split("\t", 1) for line in report.read_text().splitlines()[1:]]
-    return {"code": proc.returncode, "stderr": stderr, "rss_mb": usage.ru_maxrss / 1024,
-            "seconds": time.perf_counter() - started, "records": records, "failures": failures}
+    return {
+        "code": proc.returncode,
+        "stderr": stderr,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "seconds": time.perf_counter() - started,
+        "records": records,
+        "failures": failures,
+    }
 
 
 def max_score_difference(a: dict, b: dict) -> float:
@@ -180,7 +203,9 @@ def check(good: list[Path], bad: list[Path], fuzzed: dict, clean: dict, max_rss_
     """Compare the fuzzed run with the clean one; return the numbers and the problems."""
     problems = []
     if fuzzed["code"] not in (0, 1) or "Traceback" in fuzzed["stderr"]:
-        problems.append(f"the fuzzed run crashed (exit {fuzzed['code']}):\n{fuzzed['stderr'][-3000:]}")
+        problems.append(
+            f"the fuzzed run crashed (exit {fuzzed['code']}):\n{fuzzed['stderr'][-3000:]}"
+        )
     if clean["code"] != 0:
         problems.append(f"the clean run failed (exit {clean['code']}):\n{clean['stderr'][-3000:]}")
     tagged = Counter(r["path"] for r in fuzzed["records"])
@@ -201,16 +226,26 @@ def check(good: list[Path], bad: list[Path], fuzzed: dict, clean: dict, max_rss_
     for path in good:
         record, expected = by_path.get(str(path)), reference.get(path.name)
         if record is None or expected is None:
-            problems.append(f"good image {path.name} not tagged in {'both runs' if expected else 'the clean run'}")
+            problems.append(
+                f"good image {path.name} not tagged in {'both runs' if expected else 'the clean run'}"
+            )
             continue
         worst = max(worst, max_score_difference(record, expected))
     if worst > TOLERANCE:
-        problems.append(f"good images scored differently from the clean run (max |diff| {worst:.2e})")
+        problems.append(
+            f"good images scored differently from the clean run (max |diff| {worst:.2e})"
+        )
     if fuzzed["rss_mb"] > max_rss_mb:
         problems.append(f"peak RSS {fuzzed['rss_mb']:.0f} MB is over the {max_rss_mb:.0f} MB bound")
     reasons = Counter(reason.split(":")[0].split(" (")[0] for _, reason in fuzzed["failures"])
-    return {"problems": problems, "dropped": len(dropped), "twice": len(twice), "worst": worst,
-            "bad_tagged": sum(1 for p in bad if str(p) in tagged), "reasons": reasons}
+    return {
+        "problems": problems,
+        "dropped": len(dropped),
+        "twice": len(twice),
+        "worst": worst,
+        "bad_tagged": sum(1 for p in bad if str(p) in tagged),
+        "reasons": reasons,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10_000, help="mutated files to write")
     parser.add_argument("--big", type=int, default=10, help="files claiming 9000×9000 pixels")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, help="where to write (default: a temp folder, removed)")
+    parser.add_argument(
+        "--workdir", type=Path, help="where to write (default: a temp folder, removed)"
+    )
     parser.add_argument("--bundle", type=Path, help="a native bundle (default: build a tiny one)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-rss-mb", type=float, default=4096)
@@ -250,9 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     crashed = int(fuzzed["code"] not in (0, 1) or "Traceback" in fuzzed["stderr"])
-    print(f"files fuzzed      {len(bad):,} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})"
-          f" + {len(good)} good images")
-    print(f"tagged            {len(fuzzed['records']):,} ({result['bad_tagged']:,} mutated files still decoded)")
+    print(
+        f"files fuzzed      {len(bad):,} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})"
+        f" + {len(good)} good images"
+    )
+    print(
+        f"tagged            {len(fuzzed['records']):,} ({result['bad_tagged']:,} mutated files still decoded)"
+    )
     print(f"reported          {len(fuzzed['failures']):,}")
     for reason, n in result["reasons"].most_common(8):
         print(f"  {n:6,}  {reason}")
@@ -260,10 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"silent drops      {result['dropped']}")
     print(f"duplicates        {result['twice']}")
     print(f"good images       {len(good)}, max |score diff| vs clean run {result['worst']:.1e}")
-    print(f"peak RSS          {fuzzed['rss_mb']:.0f} MB (clean run over {len(good)} images: "
-          f"{clean['rss_mb']:.0f} MB)")
-    print(f"time              {fuzzed['seconds']:.1f} s "
-          f"({(len(good) + len(bad)) / fuzzed['seconds']:.0f} files/s, with start-up)")
+    print(
+        f"peak RSS          {fuzzed['rss_mb']:.0f} MB (clean run over {len(good)} images: "
+        f"{clean['rss_mb']:.0f} MB)"
+    )
+    print(
+        f"time              {fuzzed['seconds']:.1f} s "
+        f"({(len(good) + len(bad)) / fuzzed['seconds']:.0f} files/s, with start-up)"
+    )
     for problem in result["problems"]:
         print(f"PROBLEM: {problem}")
     print("OK" if not result["problems"] else "FAILED")

@@ -31,7 +31,9 @@ def model_zip_bytes(top: str = "tiny_model", files: dict[str, bytes] | None = No
     return buffer.getvalue()
 
 
-def model_tar_gz(path: Path, top: str = "tiny_model", files: dict[str, bytes] | None = None) -> Path:
+def model_tar_gz(
+    path: Path, top: str = "tiny_model", files: dict[str, bytes] | None = None
+) -> Path:
     """A tar.gz holding ``files`` (default: a legacy SavedModel) inside the folder ``top``."""
     files = SAVED_MODEL_FILES if files is None else files
     with tarfile.open(path, "w:gz") as tf:

@@ -34,4 +34,6 @@ def invoke(capsys, monkeypatch, *args, stdin: str | None = None) -> Run:
 def spawn(*args, **kwargs) -> subprocess.Popen:
     """Start ``furrytag ARGS`` as a subprocess."""
     env = {**os.environ, **kwargs.pop("env", {})}
-    return subprocess.Popen([sys.executable, "-m", "furrytag_cli", *map(str, args)], env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "furrytag_cli", *map(str, args)], env=env, **kwargs
+    )

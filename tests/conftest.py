@@ -49,7 +49,7 @@ def make_scoreset():
     0.5 (scores below 0.5), ``a2`` true on every image; scores are rounded so ties occur.
     """
 
-    from furrytag_cli.scoreset import ScoreSet
+    from furrytag_cli.evaluation.scoreset import ScoreSet
 
     def build(images: int = 400, seed: int = 0, rating: bool = True) -> ScoreSet:
         rng = np.random.default_rng(seed)

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from furrytag_cli.categories import CategorySet
-from furrytag_cli.e621 import build_dataset
-from furrytag_cli.synth import write_synthetic
+from furrytag_cli.dataset.build import build_dataset
+from furrytag_cli.dataset.synth import write_synthetic
+from furrytag_cli.model.categories import CategorySet
 
 FIXTURE_EXPORT = Path(__file__).parent / "fixtures" / "e621"
 
@@ -66,6 +66,7 @@ def status(code: int) -> Behaviour:
     def behaviour(handler) -> bool:
         handler.send_error(code)
         return True
+
     return behaviour
 
 
@@ -73,6 +74,7 @@ def delay(seconds: float) -> Behaviour:
     def behaviour(handler) -> bool:
         time.sleep(seconds)
         return False
+
     return behaviour
 
 
@@ -83,6 +85,7 @@ def body(data: bytes) -> Behaviour:
         handler.end_headers()
         handler.wfile.write(data)
         return True
+
     return behaviour
 
 
@@ -95,6 +98,7 @@ def failing_first(times: int, code: int = 503) -> Behaviour:
             handler.send_error(code)
             return True
         return False
+
     return behaviour
 
 
@@ -116,7 +120,7 @@ def store_images(site: Path, data: Path) -> None:
 
 def packed_dataset(folder: Path, posts: int = 40, size: int = 32, shard_size: int = 8):
     """A synthetic dataset with its images stored and packed: (data dir, categories, report)."""
-    from furrytag_cli.pack import pack_dataset
+    from furrytag_cli.dataset.pack import pack_dataset
 
     data, site, categories = synth_dataset(folder, posts=posts)
     store_images(site, data)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from furrytag_cli import gdrive
+from furrytag_cli.store import gdrive
 
 QUOTA_TEXT = (
     "Too many users have viewed or downloaded this file recently. Please try accessing the "
@@ -68,7 +68,9 @@ class LocalServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 request = Request(
-                    "GET", parts.path, dict(parse_qsl(parts.query)),
+                    "GET",
+                    parts.path,
+                    dict(parse_qsl(parts.query)),
                     {k.lower(): v for k, v in self.headers.items()},
                 )
                 server.requests.append(request)
@@ -87,11 +89,11 @@ class LocalServer:
                     self.send_header("Content-Length", str(len(reply.body)))
                 self.send_header("Connection", "close")
                 self.end_headers()
-                body = reply.body if reply.cut_after is None else reply.body[:reply.cut_after]
+                body = reply.body if reply.cut_after is None else reply.body[: reply.cut_after]
                 for i in range(0, len(body), reply.chunk):
                     if reply.delay:
                         time.sleep(reply.delay)
-                    self.wfile.write(body[i:i + reply.chunk])
+                    self.wfile.write(body[i : i + reply.chunk])
                     self.wfile.flush()
                 if reply.cut_after is not None:
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -198,7 +200,9 @@ class FakeDrive:
 
     def _file(self, request: Request) -> Reply:
         return file_reply(
-            request, self.body, content_type="application/x-zip-compressed",
+            request,
+            self.body,
+            content_type="application/x-zip-compressed",
             headers={"Content-Disposition": 'attachment; filename="model.zip"'},
             cut_after=self.cuts.pop(0) if self.cuts else None,
         )
@@ -209,38 +213,46 @@ class FakeDrive:
         if self.mode == "quota":
             return _page(
                 '<p class="uc-error-caption">Sorry, you can\'t view or download this file at '
-                f'this time.</p><p class="uc-error-subcaption">{QUOTA_TEXT}</p>')
+                f'this time.</p><p class="uc-error-subcaption">{QUOTA_TEXT}</p>'
+            )
         if self.mode == "link":
             if request.query.get("confirm") == "AbCd":
                 return self._file(request)
-            return _page(f'<a id="uc-download-link" href="/uc?export=download&amp;confirm=AbCd'
-                         f'&amp;id={self.FILE_ID}">Download anyway</a>')
+            return _page(
+                f'<a id="uc-download-link" href="/uc?export=download&amp;confirm=AbCd'
+                f'&amp;id={self.FILE_ID}">Download anyway</a>'
+            )
         if self.mode == "cookie":
-            if request.query.get("confirm") == "t0k3n" and "download_warning" in \
-                    request.headers.get("cookie", ""):
+            if request.query.get(
+                "confirm"
+            ) == "t0k3n" and "download_warning" in request.headers.get("cookie", ""):
                 return self._file(request)
             reply = _page("<p>Google Drive can't scan this file for viruses.</p>")
             reply.headers["Set-Cookie"] = "download_warning_13058876669334088843=t0k3n; Path=/"
             return reply
         self.uuids.append(str(uuid.uuid4()))
-        inputs = {"id": self.FILE_ID, "export": "download", "confirm": "t",
-                  "uuid": self.uuids[-1]}
+        inputs = {"id": self.FILE_ID, "export": "download", "confirm": "t", "uuid": self.uuids[-1]}
         hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in inputs.items())
         return _page(
             '<p class="uc-warning-subcaption">Google Drive can\'t scan this file for viruses.'
             f'</p><form id="download-form" action="{self.server.url("/download")}" '
             f'method="get"><input type="submit" id="uc-download-link" class="goog-inline-block'
-            f' jfk-button jfk-button-action" value="Download anyway"/>{hidden}</form>')
+            f' jfk-button jfk-button-action" value="Download anyway"/>{hidden}</form>'
+        )
 
     def usercontent(self, request: Request) -> Reply:
         expected = {"id": self.FILE_ID, "export": "download", "confirm": "t"}
-        if any(request.query.get(k) != v for k, v in expected.items()) or \
-                request.query.get("uuid") not in self.uuids[-1:]:
+        if (
+            any(request.query.get(k) != v for k, v in expected.items())
+            or request.query.get("uuid") not in self.uuids[-1:]
+        ):
             return Reply(400, b"bad confirm request")
         return self._file(request)
 
 
 def _page(body: str) -> Reply:
-    html = (f"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>"
-            f"</head><body>{body}</body></html>")
+    html = (
+        f"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>"
+        f"</head><body>{body}</body></html>"
+    )
     return Reply(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})

@@ -28,8 +28,13 @@ def write_good_images(folder: Path) -> dict[str, Path]:
     save("deep16.png", Image.fromarray(_pixels(5)[..., 0].astype(np.uint16) * 257))
     palette = Image.fromarray(_pixels(6)).convert("P")
     save("palette.png", palette, transparency=0)
-    save("anim.gif", Image.fromarray(_pixels(7)), save_all=True,
-         append_images=[Image.fromarray(_pixels(8))], duration=50)
+    save(
+        "anim.gif",
+        Image.fromarray(_pixels(7)),
+        save_all=True,
+        append_images=[Image.fromarray(_pixels(8))],
+        duration=50,
+    )
     save("still.webp", Image.fromarray(_pixels(9)))
     save("bitmap.bmp", Image.fromarray(_pixels(10)))
     exif = Image.Exif()
@@ -67,7 +72,9 @@ def _huge_png_header() -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))

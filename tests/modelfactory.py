@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from furrytag_cli.categories import HEADS, CategorySet
+from furrytag_cli.model.categories import HEADS, CategorySet
 
 LEGACY_SIZE = 32
 LEGACY_NAME = "efficientnet_v2_b3_300_2c"
@@ -19,16 +19,20 @@ def make_native_bundle(
     """Build and save a tiny native bundle at ``path`` (shipped categories by default)."""
     import keras
 
-    from furrytag_cli.bundle import Bundle, save_bundle
-    from furrytag_cli.network import build_model
-    from furrytag_cli.preprocess import PreprocessSpec
+    from furrytag_cli.model.bundle import Bundle, save_bundle
+    from furrytag_cli.model.network import build_model
+    from furrytag_cli.model.preprocess import PreprocessSpec
 
     keras.utils.set_random_seed(seed)
     categories = categories or CategorySet.load()
     model = build_model("tiny", size, categories)
     bundle = Bundle(
-        path=path, kind="native", name="tiny-test", backbone="tiny",
-        categories=categories, preprocess=PreprocessSpec(size=size),
+        path=path,
+        kind="native",
+        name="tiny-test",
+        backbone="tiny",
+        categories=categories,
+        preprocess=PreprocessSpec(size=size),
     )
     save_bundle(model, path, bundle)
     return path
@@ -59,7 +63,9 @@ def make_legacy_saved_model(target: Path, size: int = LEGACY_SIZE, seed: int = 1
     features = hub.KerasLayer(str(feature_src), trainable=False, name="feature_layer")(image)
     outputs = []
     for head in LEGACY_HEAD_ORDER:
-        hidden = tf_keras.layers.Dense(128, activation="relu", name=f"{head}_hidden_layer")(features)
+        hidden = tf_keras.layers.Dense(128, activation="relu", name=f"{head}_hidden_layer")(
+            features
+        )
         outputs.append(
             tf_keras.layers.Dense(widths[head], activation="sigmoid", name=f"{head}_output")(hidden)
         )

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # The library API without importing TensorFlow until it is used.
     if name == "Tagger":
-        from furrytag_cli.tagger import Tagger
+        from furrytag_cli.tagging.tagger import Tagger
 
         return Tagger
     raise AttributeError(name)

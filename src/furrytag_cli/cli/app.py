@@ -8,7 +8,7 @@ import typer
 
 from furrytag_cli import __version__
 from furrytag_cli.cli import dataset, download, evaluate, models, tag, train
-from furrytag_cli.errors import FurrytagError, Interrupted
+from furrytag_cli.core.errors import FurrytagError, Interrupted
 
 app = typer.Typer(
     name="furrytag",
@@ -39,9 +39,7 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks on errors.")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug or bool(os.environ.get("FURRYTAG_DEBUG"))
 
@@ -71,7 +69,9 @@ def main() -> None:
         if _state["debug"] or isinstance(exc, BrokenPipeError):
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        typer.echo(f"Error: {exc.strerror or exc}{where} (--debug shows where it happened)", err=True)
+        typer.echo(
+            f"Error: {exc.strerror or exc}{where} (--debug shows where it happened)", err=True
+        )
         sys.exit(1)
     except Exception as exc:
         # Usage errors from Typer's parser carry their own message and exit code (2).

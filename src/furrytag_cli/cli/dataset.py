@@ -8,8 +8,15 @@ from typing import Annotated
 
 import typer
 
-from furrytag_cli.datanames import DEFAULT_USER_AGENT, E621_BASE_URL, IMAGES, SAMPLES, SPLITS, STILL_FORMATS
-from furrytag_cli.errors import ConfigError
+from furrytag_cli.core.errors import ConfigError
+from furrytag_cli.dataset.layout import (
+    DEFAULT_USER_AGENT,
+    E621_BASE_URL,
+    IMAGES,
+    SAMPLES,
+    SPLITS,
+    STILL_FORMATS,
+)
 
 app = typer.Typer(
     help=(
@@ -22,40 +29,54 @@ app = typer.Typer(
 
 CategoriesOption = Annotated[
     Path | None,
-    typer.Option("--categories", help="Folder of <head>.txt tag lists (default: the shipped categories)."),
+    typer.Option(
+        "--categories", help="Folder of <head>.txt tag lists (default: the shipped categories)."
+    ),
 ]
 SplitOption = Annotated[
     list[str] | None,
-    typer.Option("--split", help=f"Only this split ({', '.join(SPLITS)}); repeatable. Default: all."),
+    typer.Option(
+        "--split", help=f"Only this split ({', '.join(SPLITS)}); repeatable. Default: all."
+    ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 def _categories(folder: Path | None):
-    from furrytag_cli.categories import CategorySet
+    from furrytag_cli.model.categories import CategorySet
 
     return CategorySet.load(folder) if folder is not None else CategorySet.load()
 
 
 @app.command("build")
 def build_command(
-    export: Annotated[list[Path], typer.Option(
-        "--export", help="Export folder, or export files (posts-*, tag_aliases-*, "
-        "tag_implications-*, .csv or .csv.gz); repeatable.")],
+    export: Annotated[
+        list[Path],
+        typer.Option(
+            "--export",
+            help="Export folder, or export files (posts-*, tag_aliases-*, "
+            "tag_implications-*, .csv or .csv.gz); repeatable.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to write the manifest to.")],
     categories: CategoriesOption = None,
     splits: Annotated[str, typer.Option(help="train,val,test ratios.")] = "0.9,0.05,0.05",
     split_seed: Annotated[int, typer.Option(help="Salt of the split hash.")] = 0,
-    formats: Annotated[str, typer.Option(
-        help="File extensions to keep, comma-separated (add gif for still GIFs).")] = ",".join(STILL_FORMATS),
+    formats: Annotated[
+        str, typer.Option(help="File extensions to keep, comma-separated (add gif for still GIFs).")
+    ] = ",".join(STILL_FORMATS),
     min_score: Annotated[int | None, typer.Option(help="Drop posts scored below this.")] = None,
-    since: Annotated[str | None, typer.Option(
-        help="Drop posts created before this date (YYYY-MM-DD[ HH:MM:SS]).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Drop posts created before this date (YYYY-MM-DD[ HH:MM:SS])."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Stop after keeping this many posts.")] = None,
     keep_deleted: Annotated[bool, typer.Option(help="Keep deleted posts.")] = False,
     keep_pending: Annotated[bool, typer.Option(help="Keep posts pending approval.")] = False,
     keep_flagged: Annotated[bool, typer.Option(help="Keep posts flagged for deletion.")] = False,
-    keep_untagged: Annotated[bool, typer.Option(help="Keep posts with no tag of any head.")] = False,
+    keep_untagged: Annotated[
+        bool, typer.Option(help="Keep posts with no tag of any head.")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Label and split an e621 export: write DATA/manifest.jsonl, stats.json, summary.txt.
@@ -64,13 +85,18 @@ def build_command(
     matched against each head's tags; posts of one family (a parent chain) share
     a split; duplicate md5s are kept once.
     """
-    from furrytag_cli.e621 import BuildOptions, build_dataset
-    from furrytag_cli.manifest import SplitRatios, summary_text
+    from furrytag_cli.dataset.build import BuildOptions, build_dataset
+    from furrytag_cli.dataset.manifest import SplitRatios, summary_text
 
     options = BuildOptions(
-        formats=tuple(formats.split(",")), keep_deleted=keep_deleted,
-        keep_pending=keep_pending, keep_flagged=keep_flagged, keep_untagged=keep_untagged,
-        min_score=min_score, since=since, limit=limit,
+        formats=tuple(formats.split(",")),
+        keep_deleted=keep_deleted,
+        keep_pending=keep_pending,
+        keep_flagged=keep_flagged,
+        keep_untagged=keep_untagged,
+        min_score=min_score,
+        since=since,
+        limit=limit,
         splits=SplitRatios.parse(splits, seed=split_seed),
     )
     report = build_dataset(export, out, _categories(categories), options, progress=not quiet)
@@ -84,22 +110,42 @@ def build_command(
 @app.command("fetch")
 def fetch_command(
     data: Annotated[Path, typer.Argument(help="Dataset folder (with manifest.jsonl).")],
-    sample: Annotated[bool, typer.Option(
-        "--sample", help="Fetch e621's downsized samples (JPEG, 850 px wide) instead of "
-        "originals; posts without a sample get the original.")] = False,
-    base_url: Annotated[str, typer.Option(
-        help="Server to fetch from: a mirror, or `python -m http.server -d SYNTH/site`.")] = E621_BASE_URL,
-    user_agent: Annotated[str, typer.Option(
-        envvar="FURRYTAG_USER_AGENT", help="User-Agent header; e621 asks for the project "
-        "and a contact, e.g. 'furrytag/0.1 (by yourname on e621)'.")] = DEFAULT_USER_AGENT,
-    rate: Annotated[float, typer.Option(
-        help="Requests per second across all workers (0: no limit, local servers only).")] = 2.0,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Fetch e621's downsized samples (JPEG, 850 px wide) instead of "
+            "originals; posts without a sample get the original.",
+        ),
+    ] = False,
+    base_url: Annotated[
+        str,
+        typer.Option(
+            help="Server to fetch from: a mirror, or `python -m http.server -d SYNTH/site`."
+        ),
+    ] = E621_BASE_URL,
+    user_agent: Annotated[
+        str,
+        typer.Option(
+            envvar="FURRYTAG_USER_AGENT",
+            help="User-Agent header; e621 asks for the project "
+            "and a contact, e.g. 'furrytag/0.1 (by yourname on e621)'.",
+        ),
+    ] = DEFAULT_USER_AGENT,
+    rate: Annotated[
+        float,
+        typer.Option(
+            help="Requests per second across all workers (0: no limit, local servers only)."
+        ),
+    ] = 2.0,
     concurrency: Annotated[int, typer.Option(help="Parallel downloads.")] = 3,
     retries: Annotated[int, typer.Option(help="Retries per file, with exponential backoff.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 60.0,
     split: SplitOption = None,
-    recheck: Annotated[bool, typer.Option(
-        help="Verify the md5 of files already stored; refetch those that differ.")] = False,
+    recheck: Annotated[
+        bool,
+        typer.Option(help="Verify the md5 of files already stored; refetch those that differ."),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download the manifest's images into DATA/images/ab/cd/<md5>.<ext>, verified.
@@ -108,43 +154,67 @@ def fetch_command(
     fetches only what is missing. Failures are listed in DATA/fetch-failures.jsonl;
     the exit code is 1 when any remain.
     """
-    from furrytag_cli.image_fetch import FetchOptions, fetch_images
+    from furrytag_cli.dataset.images import FetchOptions, fetch_images
 
     options = FetchOptions(
-        base_url=base_url, sample=sample, user_agent=user_agent, rate=rate,
-        concurrency=concurrency, retries=retries, timeout=timeout,
-        splits=tuple(split or SPLITS), recheck=recheck,
+        base_url=base_url,
+        sample=sample,
+        user_agent=user_agent,
+        rate=rate,
+        concurrency=concurrency,
+        retries=retries,
+        timeout=timeout,
+        splits=tuple(split or SPLITS),
+        recheck=recheck,
     )
     where = data / (SAMPLES if sample else IMAGES)
-    typer.echo(f"Fetching the images of {data} from {base_url} into {where} (User-Agent: {user_agent})")
+    typer.echo(
+        f"Fetching the images of {data} from {base_url} into {where} (User-Agent: {user_agent})"
+    )
     report = fetch_images(data, options, progress=not quiet)
     typer.echo(
         f"Downloaded {report.downloaded:,} ({report.bytes / 1e6:,.1f} MB) in "
         f"{report.seconds:,.1f} s; {report.present:,} already stored; {report.failed:,} failed"
     )
     if report.failed:
-        typer.echo(f"Failures are listed in {report.failures}; run the command again to retry them.", err=True)
+        typer.echo(
+            f"Failures are listed in {report.failures}; run the command again to retry them.",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
 @app.command("pack")
 def pack_command(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (manifest.jsonl and fetched images).")],
-    size: Annotated[int, typer.Option(help="Training input size; images are stored a little larger.")],
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder (manifest.jsonl and fetched images).")
+    ],
+    size: Annotated[
+        int, typer.Option(help="Training input size; images are stored a little larger.")
+    ],
     out: Annotated[Path | None, typer.Option(help="Shard folder (default: DATA/shards).")] = None,
     shard_size: Annotated[int, typer.Option(help="Examples per shard.")] = 1000,
     quality: Annotated[int, typer.Option(help="JPEG quality of the stored images.")] = 90,
     split: SplitOption = None,
-    workers: Annotated[int | None, typer.Option(help="Image threads (default: one per CPU).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Image threads (default: one per CPU).")
+    ] = None,
     categories: CategoriesOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Write TFRecord shards (<split>-00000-of-0000N.tfrecord) of the fetched images."""
-    from furrytag_cli.pack import pack_dataset
+    from furrytag_cli.dataset.pack import pack_dataset
 
     report = pack_dataset(
-        data, size, _categories(categories), out=out, shard_size=shard_size,
-        quality=quality, splits=tuple(split or SPLITS), workers=workers, progress=not quiet,
+        data,
+        size,
+        _categories(categories),
+        out=out,
+        shard_size=shard_size,
+        quality=quality,
+        splits=tuple(split or SPLITS),
+        workers=workers,
+        progress=not quiet,
     )
     packed = sum(report.examples.values())
     for name, count in report.examples.items():
@@ -154,11 +224,14 @@ def pack_command(
         f"{packed / max(report.seconds, 1e-9):,.0f} images/s"
     )
     if report.missing:
-        typer.echo(f"{report.missing:,} posts have no fetched image (run `furrytag dataset fetch {data}`)")
+        typer.echo(
+            f"{report.missing:,} posts have no fetched image (run `furrytag dataset fetch {data}`)"
+        )
     if report.failed:
         typer.echo(
             f"{len(report.failed):,} images could not be decoded and were left out; "
-            f"see {report.folder / 'pack-failures.jsonl'}", err=True,
+            f"see {report.folder / 'pack-failures.jsonl'}",
+            err=True,
         )
 
 
@@ -166,9 +239,15 @@ def pack_command(
 def synth_command(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic export to.")],
     posts: Annotated[int, typer.Option(help="Number of posts.")] = 500,
-    tags_per_head: Annotated[int | None, typer.Option(
-        help="Use only the first K tags of each head (small K: a tiny model learns them).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+    tags_per_head: Annotated[
+        int | None,
+        typer.Option(
+            help="Use only the first K tags of each head (small K: a tiny model learns them)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed writes the same files.")
+    ] = 0,
     images: Annotated[bool, typer.Option(help="Draw the images (--no-images: CSV only).")] = True,
     plain: Annotated[bool, typer.Option("--plain", help="Write .csv instead of .csv.gz.")] = False,
     categories: CategoriesOption = None,
@@ -178,18 +257,25 @@ def synth_command(
     Same CSV formats as e621's export; images served from OUT/site with the layout of
     e621's file server. Not real data: train on it only to check a pipeline end to end.
     """
-    from furrytag_cli.synth import write_synthetic
+    from furrytag_cli.dataset.synth import write_synthetic
 
     report = write_synthetic(
-        out, posts, seed=seed, tags_per_head=tags_per_head, categories=_categories(categories),
-        images=images, compress=not plain,
+        out,
+        posts,
+        seed=seed,
+        tags_per_head=tags_per_head,
+        categories=_categories(categories),
+        images=images,
+        compress=not plain,
     )
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.kinds.items()))
     typer.echo(f"Wrote {report.posts:,} posts ({kinds}) and {report.images:,} images to {out}")
     typer.echo(f"  export:     {out / 'export'}")
     typer.echo(f"  categories: {out / 'categories'}")
     if images:
-        typer.echo(f"  images:     {out / 'site'}  (serve: python -m http.server -d {out / 'site'} 8621)")
+        typer.echo(
+            f"  images:     {out / 'site'}  (serve: python -m http.server -d {out / 'site'} 8621)"
+        )
     typer.echo(
         f"Next: furrytag dataset build --export {out / 'export'} --out {out / 'data'} "
         f"--categories {out / 'categories'}"
@@ -209,7 +295,7 @@ def stats_command(
     from rich.console import Console
     from rich.table import Table
 
-    from furrytag_cli.manifest import read_stats
+    from furrytag_cli.dataset.manifest import read_stats
 
     stats = read_stats(data, _categories(categories) if categories is not None else None)
     if as_json:
@@ -218,7 +304,9 @@ def stats_command(
     heads = head or list(stats["tags"])
     unknown = [h for h in heads if h not in stats["tags"]]
     if unknown:
-        raise ConfigError(f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(stats['tags'])}")
+        raise ConfigError(
+            f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(stats['tags'])}"
+        )
     posts = stats["posts"]
     console = Console()
     splits = Table(title=f"{data}: {posts['total']:,} posts")
@@ -236,7 +324,9 @@ def stats_command(
     table.add_column("train %", justify="right")
     for head_name in heads:
         for tag, counts in stats["tags"][head_name].items():
-            cells = ["[red]0[/red]" if counts[s] == 0 and posts[s] else f"{counts[s]:,}" for s in SPLITS]
+            cells = [
+                "[red]0[/red]" if counts[s] == 0 and posts[s] else f"{counts[s]:,}" for s in SPLITS
+            ]
             share = f"{counts['train'] / posts['train']:.1%}" if posts["train"] else "-"
             table.add_row(head_name, tag, *cells, share)
     console.print(table)

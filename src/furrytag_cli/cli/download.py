@@ -14,23 +14,30 @@ _ARCHIVE_SUFFIX = re.compile(r"\.(zip|tar\.gz|tgz)$", re.IGNORECASE)
 def download_command(
     name: Annotated[
         str | None,
-        typer.Argument(help="A known model (see `furrytag models`), or the name to install "
-                            "a --url or --from-file archive under."),
+        typer.Argument(
+            help="A known model (see `furrytag models`), or the name to install "
+            "a --url or --from-file archive under."
+        ),
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Fetch from this URL instead (a mirror or any zip/tar.gz; "
-                                   "Google Drive share links work)."),
+        typer.Option(
+            "--url",
+            help="Fetch from this URL instead (a mirror or any zip/tar.gz; "
+            "Google Drive share links work).",
+        ),
     ] = None,
     name_option: Annotated[
         str | None,
-        typer.Option("--name", help="Name to install a --url model under "
-                                    "(default: the URL's file name)."),
+        typer.Option(
+            "--name", help="Name to install a --url model under (default: the URL's file name)."
+        ),
     ] = None,
     sha256: Annotated[
         str | None,
-        typer.Option("--sha256", help="Expected sha256 of the archive; on a mismatch "
-                                      "nothing is installed."),
+        typer.Option(
+            "--sha256", help="Expected sha256 of the archive; on a mismatch nothing is installed."
+        ),
     ] = None,
     from_file: Annotated[
         Path | None,
@@ -44,14 +51,16 @@ def download_command(
     ] = False,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."),
+        typer.Option(
+            "--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."
+        ),
     ] = None,
 ) -> None:
     """Fetch a model, check its sha256, and unpack it into the cache."""
-    from furrytag_cli import store
-    from furrytag_cli.cache import read_manifest
-    from furrytag_cli.registry import load_registry
-    from furrytag_cli.tagger import install_check
+    from furrytag_cli.store import install as store
+    from furrytag_cli.store.layout import read_manifest
+    from furrytag_cli.store.registry import load_registry
+    from furrytag_cli.tagging.tagger import install_check
 
     if name and name_option and name != name_option:
         raise typer.BadParameter(f"NAME {name!r} and --name {name_option!r} disagree; give one")
@@ -59,8 +68,10 @@ def download_command(
     if url and from_file:
         raise typer.BadParameter("give either --url or --from-file, not both")
     if offline and (url or from_file or force):
-        raise typer.BadParameter("--offline only checks a cached model; drop --url, "
-                                 "--from-file and --force, or drop --offline")
+        raise typer.BadParameter(
+            "--offline only checks a cached model; drop --url, "
+            "--from-file and --force, or drop --offline"
+        )
     registry = load_registry()
     known = registry.models.get(name) if name else None
     pin = sha256 or (known.sha256 if known else None)
@@ -68,30 +79,38 @@ def download_command(
     if from_file is not None:
         if not name:
             raise typer.BadParameter("--from-file needs the NAME to install the model under")
-        bundle = store.install_from_file(name, from_file, sha256=pin, home=cache_dir,
-                                         force=force, verify=check)
+        bundle = store.install_from_file(
+            name, from_file, sha256=pin, home=cache_dir, force=force, verify=check
+        )
     elif url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise typer.BadParameter(f"--url takes an http:// or https:// address; received {url!r}")
+            raise typer.BadParameter(
+                f"--url takes an http:// or https:// address; received {url!r}"
+            )
         name = name or _name_from_url(url)
-        bundle = store.install_from_url(name, url, sha256=pin, home=cache_dir, force=force,
-                                        verify=check)
+        bundle = store.install_from_url(
+            name, url, sha256=pin, home=cache_dir, force=force, verify=check
+        )
     elif not name:
         raise typer.BadParameter("give a model NAME (see `furrytag models`), or --url URL")
     elif name not in registry and force:
         source = (read_manifest(name, cache_dir) or {}).get("source", "")
         if not source.startswith(("https:", "http:")):
-            raise typer.BadParameter(f"{name!r} is not a known model; to replace it, "
-                                     f"pass --url URL or --from-file ARCHIVE")
-        bundle = store.install_from_url(name, source, sha256=pin, home=cache_dir, force=True,
-                                        verify=check)
+            raise typer.BadParameter(
+                f"{name!r} is not a known model; to replace it, "
+                f"pass --url URL or --from-file ARCHIVE"
+            )
+        bundle = store.install_from_url(
+            name, source, sha256=pin, home=cache_dir, force=True, verify=check
+        )
     elif name not in registry:
         bundle = store.ensure_model(name, home=cache_dir, offline=offline, verify=check)
     else:
         entry = dataclasses.replace(registry.get(name), sha256=pin)
         if force:
-            bundle = store.install_from_url(name, entry.source_url, sha256=pin,
-                                            home=cache_dir, force=True, verify=check)
+            bundle = store.install_from_url(
+                name, entry.source_url, sha256=pin, home=cache_dir, force=True, verify=check
+            )
         else:
             bundle = store.ensure_model(entry, home=cache_dir, offline=offline, verify=check)
     _report(name, bundle, cache_dir)
@@ -105,12 +124,15 @@ def _name_from_url(url: str) -> str:
 
 
 def _report(name: str, bundle: Path, cache_dir: Path | None) -> None:
-    from furrytag_cli.cache import model_dir, read_manifest
+    from furrytag_cli.store.layout import model_dir, read_manifest
 
     manifest = read_manifest(name, cache_dir) or {}
     digest = manifest.get("sha256", "?")
-    pinned = "pinned" if manifest.get("pinned") else (
-        f"recorded on first use; pin it with --sha256 {digest}")
+    pinned = (
+        "pinned"
+        if manifest.get("pinned")
+        else (f"recorded on first use; pin it with --sha256 {digest}")
+    )
     typer.echo(f"Model   {name}")
     typer.echo(f"Source  {manifest.get('source', '?')}")
     typer.echo(f"Stored  {model_dir(name, cache_dir)}")

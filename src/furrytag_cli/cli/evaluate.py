@@ -8,57 +8,114 @@ from typing import Annotated
 
 import typer
 
-from furrytag_cli.cli.progress import BatchProgress
-from furrytag_cli.errors import FurrytagError
+from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.core.live import BatchProgress
 
 
 def evaluate_command(
-    models: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="Model name, bundle folder/zip or legacy SavedModel; repeat to "
-        "compare models side by side (default: the registry's default model).")] = None,
-    data: Annotated[Path | None, typer.Option(
-        "--data", help="A packed dataset (from `furrytag dataset pack`).")] = None,
-    split: Annotated[str, typer.Option(help="Split of --data to evaluate: test, val or train.")] = "test",
-    labels: Annotated[Path | None, typer.Option(
-        "--labels", help="Evaluate on your own images instead: a CSV (path,tags[,rating]) "
-        "or JSONL labels file; paths relative to it.")] = None,
-    tune_on: Annotated[str, typer.Option(
-        "--tune-on", help="Where thresholds are tuned: a split of --data (default val), a "
-        "labels file with --labels, or none.")] = "val",
-    threshold: Annotated[float | None, typer.Option(
-        help="The fixed threshold to report (default: the model's, usually 0.5).")] = None,
-    rating_cuts: Annotated[str | None, typer.Option(
-        help="Rating cut points LOW,HIGH (default: the model's, 1/3 and 2/3).")] = None,
-    min_support: Annotated[int, typer.Option(
-        help="Positives a tag needs in the tuning data to get its own threshold.")] = 10,
-    shrinkage: Annotated[float, typer.Option(
-        help="Pull of rare tags' thresholds toward their head's (positives-equivalent).")] = 10.0,
-    scores: Annotated[Path | None, typer.Option(
-        "--scores", help="Folder caching each model's scores as .npz; re-runs with other "
-        "thresholds or cuts skip the model.")] = None,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="Write metrics.json, per_tag.csv and PNG plots here (a folder per "
-        "model when comparing).")] = None,
-    write_thresholds: Annotated[bool, typer.Option(
-        "--write-thresholds", help="Store the tuned per-tag thresholds in the bundle's "
-        "metadata; `furrytag tag` then uses them by default.")] = False,
-    save_thresholds: Annotated[Path | None, typer.Option(
-        "--save-thresholds", help="Write the tuned thresholds to this YAML file.")] = None,
-    compare_at: Annotated[str | None, typer.Option(
-        help="Threshold setting of the comparison table (default: per tag when tuned).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON on stdout.")] = False,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model name, bundle folder/zip or legacy SavedModel; repeat to "
+            "compare models side by side (default: the registry's default model).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="A packed dataset (from `furrytag dataset pack`).")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Split of --data to evaluate: test, val or train.")
+    ] = "test",
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Evaluate on your own images instead: a CSV (path,tags[,rating]) "
+            "or JSONL labels file; paths relative to it.",
+        ),
+    ] = None,
+    tune_on: Annotated[
+        str,
+        typer.Option(
+            "--tune-on",
+            help="Where thresholds are tuned: a split of --data (default val), a "
+            "labels file with --labels, or none.",
+        ),
+    ] = "val",
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="The fixed threshold to report (default: the model's, usually 0.5)."),
+    ] = None,
+    rating_cuts: Annotated[
+        str | None,
+        typer.Option(help="Rating cut points LOW,HIGH (default: the model's, 1/3 and 2/3)."),
+    ] = None,
+    min_support: Annotated[
+        int, typer.Option(help="Positives a tag needs in the tuning data to get its own threshold.")
+    ] = 10,
+    shrinkage: Annotated[
+        float,
+        typer.Option(
+            help="Pull of rare tags' thresholds toward their head's (positives-equivalent)."
+        ),
+    ] = 10.0,
+    scores: Annotated[
+        Path | None,
+        typer.Option(
+            "--scores",
+            help="Folder caching each model's scores as .npz; re-runs with other "
+            "thresholds or cuts skip the model.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write metrics.json, per_tag.csv and PNG plots here (a folder per "
+            "model when comparing).",
+        ),
+    ] = None,
+    write_thresholds: Annotated[
+        bool,
+        typer.Option(
+            "--write-thresholds",
+            help="Store the tuned per-tag thresholds in the bundle's "
+            "metadata; `furrytag tag` then uses them by default.",
+        ),
+    ] = False,
+    save_thresholds: Annotated[
+        Path | None,
+        typer.Option("--save-thresholds", help="Write the tuned thresholds to this YAML file."),
+    ] = None,
+    compare_at: Annotated[
+        str | None,
+        typer.Option(
+            help="Threshold setting of the comparison table (default: per tag when tuned)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics as JSON on stdout.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
     device: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")] = False,
-    offline: Annotated[bool, typer.Option(help="Never use the network; models must be cached.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache).")] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Never use the network; models must be cached.")
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."
+        ),
+    ] = None,
 ) -> None:
     """Measure models on labelled images: P/R/F1/MCC/AP per tag and head, rating accuracy."""
-    from furrytag_cli.categories import RatingSpec
-    from furrytag_cli import evaljob
-    from furrytag_cli.engine import notice
-    from furrytag_cli.tagger import resolve_bundle
+    from furrytag_cli.core.console import notice
+    from furrytag_cli.evaluation import job as evaljob
+    from furrytag_cli.model.categories import RatingSpec
+    from furrytag_cli.tagging.tagger import resolve_bundle
 
     _check_writable(report, "--report", folder=True)
     _check_writable(save_thresholds, "--save-thresholds", folder=False)
@@ -68,32 +125,43 @@ def evaluate_command(
     if (write_thresholds or save_thresholds) and tuning is None:
         raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
     if compare_at is not None and len(models or []) < 2:
-        raise FurrytagError("--compare-at picks the thresholds of the table comparing several "
-                            "models; give two or more --model")
+        raise FurrytagError(
+            "--compare-at picks the thresholds of the table comparing several "
+            "models; give two or more --model"
+        )
     if len(models or []) > 1 and write_thresholds:
         raise typer.BadParameter("--write-thresholds works on one --model at a time")
     request = evaljob.EvalRequest(
-        source=source, tune_on=tuning, threshold=threshold,
+        source=source,
+        tune_on=tuning,
+        threshold=threshold,
         rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
-        min_support=min_support, shrinkage=shrinkage, scores_dir=scores,
-        batch_size=batch_size, device=device,
+        min_support=min_support,
+        shrinkage=shrinkage,
+        scores_dir=scores,
+        batch_size=batch_size,
+        device=device,
     )
     show = not quiet
 
     def progress(label: str, total: int | None):
-        bar = BatchProgress(total or 0, enabled=show and sys.stderr.isatty() and bool(total),
-                            label=label)
+        bar = BatchProgress(
+            total or 0, enabled=show and sys.stderr.isatty() and bool(total), label=label
+        )
         bars.append(bar.__enter__())
         return lambda batch: bar.advance(batch) if isinstance(batch, int) else bar.update(batch)
 
-    bundles = [resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
-               for model in models or [None]]
+    bundles = [
+        resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+        for model in models or [None]
+    ]
     reports = {}
     for label, bundle in zip(_labels(bundles, models or [None]), bundles):
         bars: list[BatchProgress] = []
         try:
-            result = evaljob.evaluate_model(bundle, request, progress=progress, label=label,
-                                            notify=notice if show else None)
+            result = evaljob.evaluate_model(
+                bundle, request, progress=progress, label=label, notify=notice if show else None
+            )
         finally:
             for bar in bars:
                 bar.__exit__(None, None, None)
@@ -101,13 +169,16 @@ def evaluate_command(
         for note in result.notes if show else ():
             typer.echo(note, err=True)
         if result.failed and show:
-            typer.echo(f"{len(result.failed)} image(s) of {label} could not be read and were "
-                       "left out of its metrics", err=True)
+            typer.echo(
+                f"{len(result.failed)} image(s) of {label} could not be read and were "
+                "left out of its metrics",
+                err=True,
+            )
     _render(reports, request, quiet=quiet, as_json=as_json, compare_at=compare_at)
     for name, result in reports.items():
         if report is not None:
             folder = report if len(reports) == 1 else report / name
-            from furrytag_cli.report import write_report
+            from furrytag_cli.evaluation.report import write_report
 
             written = write_report(folder, result.evaluation, result.data)
             typer.echo(f"Report for {name}: {len(written)} files in {folder}", err=True)
@@ -115,7 +186,9 @@ def evaluate_command(
             _save_thresholds(save_thresholds, result, len(reports) > 1, name)
         if write_thresholds:
             path = evaljob.write_thresholds(result, cache_dir)
-            typer.echo(f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True)
+            typer.echo(
+                f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True
+            )
 
 
 def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
@@ -124,7 +197,9 @@ def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
         return
     if path.exists() and path.is_dir() != folder:
         kind = "a file" if folder else "a folder"
-        raise FurrytagError(f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'}")
+        raise FurrytagError(
+            f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'}"
+        )
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise FurrytagError(f"{option} {path}: cannot write in {existing}")
@@ -133,23 +208,32 @@ def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
 def _labels(bundles, given) -> list[str]:
     """A distinct name per model: its own, or name@fingerprint where two share a name."""
     names = [bundle.name for bundle in bundles]
-    labels = [name if names.count(name) == 1 else f"{name}@{bundle.fingerprint()[:8]}"
-              for name, bundle in zip(names, bundles)]
+    labels = [
+        name if names.count(name) == 1 else f"{name}@{bundle.fingerprint()[:8]}"
+        for name, bundle in zip(names, bundles)
+    ]
     for i, label in enumerate(labels):
         if label in labels[:i]:
-            raise FurrytagError(f"--model {given[i]} is the same model as --model "
-                                     f"{given[labels.index(label)]}; give each model once")
+            raise FurrytagError(
+                f"--model {given[i]} is the same model as --model "
+                f"{given[labels.index(label)]}; give each model once"
+            )
     return labels
 
 
 def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | None) -> None:
     from rich.console import Console
 
-    from furrytag_cli.tables import comparison_table, print_evaluation
+    from furrytag_cli.evaluation.tables import comparison_table, print_evaluation
 
     if as_json:
-        typer.echo(json.dumps({name: r.evaluation.to_dict() for name, r in reports.items()},
-                              indent=2, allow_nan=False))
+        typer.echo(
+            json.dumps(
+                {name: r.evaluation.to_dict() for name, r in reports.items()},
+                indent=2,
+                allow_nan=False,
+            )
+        )
     if quiet:
         return
     stream = sys.stderr if as_json else sys.stdout
@@ -157,20 +241,23 @@ def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | N
     console = Console(file=stream, width=None if stream.isatty() else 160)
     for name, result in reports.items():
         if result.tuned_on_evaluated:
-            console.print(f"[yellow]Thresholds of {name} were tuned on the evaluated images "
-                          "themselves: the tuned rows are optimistic.[/yellow]")
+            console.print(
+                f"[yellow]Thresholds of {name} were tuned on the evaluated images "
+                "themselves: the tuned rows are optimistic.[/yellow]"
+            )
     if len(reports) == 1:
         print_evaluation(next(iter(reports.values())).evaluation, console)
         return
     default = "per tag" if request.tune_on is not None else None
-    console.print(comparison_table({n: r.evaluation for n, r in reports.items()},
-                                   compare_at or default))
+    console.print(
+        comparison_table({n: r.evaluation for n, r in reports.items()}, compare_at or default)
+    )
 
 
 def _save_thresholds(path: Path, result, several: bool, name: str) -> None:
     import yaml
 
-    from furrytag_cli.errors import OutputError
+    from furrytag_cli.core.errors import OutputError
 
     target = path.with_name(f"{path.stem}.{name}{path.suffix}") if several else path
     try:

@@ -6,20 +6,38 @@ from typing import Annotated
 
 import typer
 
-from furrytag_cli.errors import Interrupted
+from furrytag_cli.core.errors import Interrupted
 
 
 def train_command(
-    config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Training config: a YAML file or a shipped config name "
-        "(tiny, mobilenet_v3_224, efficientnet_v2_b3_300, convnext_tiny_224, efficientnet_v2_m_384).")] = None,
-    data: Annotated[Path | None, typer.Option(
-        "--data", help="Packed dataset: its folder or its shards folder (default: data.path).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Training config: a YAML file or a shipped config name "
+            "(tiny, mobilenet_v3_224, efficientnet_v2_b3_300, convnext_tiny_224, efficientnet_v2_m_384).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Packed dataset: its folder or its shards folder (default: data.path)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create.")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a config value, e.g. --set optimizer.lr=3e-4; repeatable.")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue the run in this folder from its latest checkpoint.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config value, e.g. --set optimizer.lr=3e-4; repeatable."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue the run in this folder from its latest checkpoint."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final summary.")] = False,
 ) -> None:
     """Train a model on TFRecord shards; write checkpoints, logs and RUN_DIR/bundle.
@@ -29,7 +47,7 @@ def train_command(
     several GPUs, else the default one. The batch size in the config is per replica.
     """
     # TensorFlow loads only when training starts, so --help stays fast.
-    from furrytag_cli.train import train
+    from furrytag_cli.training.trainer import train
 
     def note(message: str) -> None:
         if not quiet:
@@ -37,17 +55,30 @@ def train_command(
 
     verbose = 0 if quiet else 1 if sys.stderr.isatty() else 2
     try:
-        result = train(config, data=data, out=out, overrides=overrides or (), resume=resume,
-                       verbose=verbose, note=note)
+        result = train(
+            config,
+            data=data,
+            out=out,
+            overrides=overrides or (),
+            resume=resume,
+            verbose=verbose,
+            note=note,
+        )
     except KeyboardInterrupt:
-        raise Interrupted(f"training stopped; continue it from its latest checkpoint with "
-                          f"furrytag train --resume {resume or out}") from None
+        raise Interrupted(
+            f"training stopped; continue it from its latest checkpoint with "
+            f"furrytag train --resume {resume or out}"
+        ) from None
     state = result.state
     best = f"best epoch {state.best_epoch}" if state.best_epoch else "no best epoch"
     if result.bundle is None:
-        typer.echo(f"Trained {state.epoch} epoch(s), {state.global_step} steps; this worker "
-                   "is not the chief, so the chief writes the bundle")
+        typer.echo(
+            f"Trained {state.epoch} epoch(s), {state.global_step} steps; this worker "
+            "is not the chief, so the chief writes the bundle"
+        )
         return
-    typer.echo(f"Trained {state.epoch} epoch(s), {state.global_step} steps ({best}); "
-               f"bundle: {result.bundle.path}")
+    typer.echo(
+        f"Trained {state.epoch} epoch(s), {state.global_step} steps ({best}); "
+        f"bundle: {result.bundle.path}"
+    )
     typer.echo(f"Tag with: furrytag tag --model {result.bundle.path} IMAGES...")

@@ -1,0 +1,1 @@
+"""Foundations every package uses: errors, YAML reading, data files, TensorFlow import, progress, Ctrl-C."""

@@ -1,0 +1,1 @@
+"""Datasets from e621's export: build, fetch images, pack TFRecords, synthesize."""

@@ -1,0 +1,1 @@
+"""Scoring models on labelled data: metrics, threshold tuning, tables, reports."""

@@ -1,0 +1,97 @@
+"""Opening models: any path (a bundle folder, a .zip of one, a legacy SavedModel) → a
+``Bundle``; a ``Bundle`` → its Keras model."""
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+from furrytag_cli.core.errors import BundleError
+from furrytag_cli.model.bundle import METADATA, WEIGHTS, Bundle, check_model_matches, read_native
+from furrytag_cli.model.legacy import legacy_bundle
+from furrytag_cli.model.network import EMBEDDING
+
+
+def load_bundle(path: Path, *, normalized: bool | None = None) -> Bundle:
+    """Read a bundle's metadata from a folder or .zip (weights are loaded by the engine).
+
+    For a legacy SavedModel, ``normalized`` says whether it expects normalised inputs;
+    when None it is looked up in the registry by the folder names on the path.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(
+            f"model not found: {path} (give a bundle folder, a .zip, or a model name)"
+        )
+    if path.is_file() and zipfile.is_zipfile(path):
+        path = _unpack_zip(path)
+    elif path.is_file():
+        raise BundleError(f"{path} is not a bundle folder or .zip of one")
+    root = locate_bundle(path)
+    if (root / METADATA).is_file():
+        return read_native(root)
+    return legacy_bundle(root, normalized=normalized)
+
+
+def locate_bundle(path: Path) -> Path:
+    """The folder under ``path`` (any depth) holding furrytag.yaml or saved_model.pb."""
+    path = Path(path)
+    for marker in (METADATA, "saved_model.pb"):
+        if (path / marker).is_file():
+            return path
+    for marker in (METADATA, "saved_model.pb"):
+        found = sorted(path.rglob(marker), key=lambda p: (len(p.parts), str(p)))
+        if found:
+            return found[0].parent
+    raise BundleError(
+        f"no model found in {path}: expected a furrytag bundle ({METADATA} + {WEIGHTS}) "
+        "or a TensorFlow SavedModel (saved_model.pb) inside"
+    )
+
+
+def _unpack_zip(path: Path) -> Path:
+    """Unpack a zipped bundle once into the cache (keyed by the zip's path, size and mtime)."""
+    from furrytag_cli.store.archive import extract
+    from furrytag_cli.store.layout import cache_home
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_home() / "unpacked" / f"{path.stem}-{key[:16]}"
+    if not target.is_dir():
+        extract(path, target)
+    return target
+
+
+def load_keras_model(bundle: Bundle, *, embeddings: bool):
+    """The bundle's Keras model (tf_keras for legacy SavedModels); with ``embeddings``
+    it also outputs the feature vector."""
+    if bundle.kind == "legacy":
+        from furrytag_cli.model.legacy import load_legacy_model
+
+        return load_legacy_model(bundle, embeddings=embeddings)
+    return _load_native_model(bundle, embeddings=embeddings)
+
+
+def _load_native_model(bundle: Bundle, *, embeddings: bool):
+    import keras
+
+    try:
+        model = keras.saving.load_model(bundle.path / WEIGHTS, compile=False, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise BundleError(
+                f"{bundle.path / WEIGHTS} contains code (e.g. a Lambda layer) that furrytag will not "
+                "run: Keras safe mode refused it. Only load models from sources you trust; "
+                "furrytag does not turn safe mode off"
+            ) from None
+        raise BundleError(f"cannot load {bundle.path / WEIGHTS}: {exc}") from None
+    except Exception as exc:
+        raise BundleError(f"cannot load {bundle.path / WEIGHTS}: {exc}") from None
+    check_model_matches(bundle, model)
+    if not embeddings:
+        return model
+    outputs = dict(model.output)
+    try:
+        outputs[EMBEDDING] = model.get_layer(EMBEDDING).output
+    except ValueError:
+        raise BundleError(f"{bundle.path}: the model has no 'embedding' layer") from None
+    return keras.Model(model.inputs, outputs)

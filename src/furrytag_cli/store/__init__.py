@@ -1,0 +1,1 @@
+"""The model cache: its layout, downloads, Google Drive, archives, the registry, installing."""

@@ -1,0 +1,342 @@
+"""The model store: fetch, check and install models into the cache; find them there.
+
+Installing takes a per-model lock, downloads into a partial file, checks the archive's
+sha256 against a pinned one (or records it: trust on first use), unpacks into a staging
+folder, locates the bundle, runs the caller's ``verify``, writes ``manifest.json`` and
+renames the folder into place. Nothing sits at ``models/<name>`` unless it passed all of
+that. Every later use re-checks the digest of the unpacked files against the manifest.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from furrytag_cli.core.errors import ArchiveError, DownloadError, IntegrityError
+from furrytag_cli.core.schema import did_you_mean
+from furrytag_cli.store import archive, gdrive
+from furrytag_cli.store import http as fetch
+from furrytag_cli.store import layout as cache
+from furrytag_cli.store.registry import ModelEntry, load_registry
+
+BUNDLE_MARKERS = ("furrytag.yaml", "saved_model.pb")  # native bundle, legacy SavedModel
+Verify = Callable[[Path], object]
+
+
+def install_from_url(
+    name: str,
+    url: str,
+    *,
+    sha256: str | None = None,
+    home: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+    policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
+) -> Path:
+    """Fetch the archive at ``url``, check it, install it as ``name``; return the bundle.
+
+    A cached copy is verified and returned instead unless ``force``. ``sha256`` pins the
+    archive's hash; without it the hash is recorded on first use.
+    """
+    cache.check_model_name(name)
+    sha256 = _pin(sha256)
+    url = gdrive.normalize_url(url)
+    with _locked(name, home, progress):
+        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+            _say(
+                progress,
+                f"{name} is already cached in {cache.model_dir(name, home)}; "
+                f"pass --force to fetch it again",
+            )
+            return cached
+        part = cache.partial_path(name, url, home)
+        _say(progress, f"Downloading {name} from {url} into {cache.model_dir(name, home)}")
+        while True:
+            got = fetch.download(
+                url, part, progress=progress, label=name, magic=archive.MAGIC, policy=policy
+            )
+            try:
+                bundle = _install(
+                    name,
+                    part,
+                    source=url,
+                    sha256=sha256,
+                    home=home,
+                    verify=verify,
+                    progress=progress,
+                    filename=got.filename,
+                )
+            except (IntegrityError, ArchiveError):
+                part.unlink(missing_ok=True)  # a failed file is never trusted again
+                if not got.resumed_from:
+                    raise
+                # The bytes kept from an earlier run may be what is wrong: fetch once afresh.
+                _say(
+                    progress,
+                    "The resumed download failed its checks; fetching it again from the start",
+                )
+                continue
+            part.unlink(missing_ok=True)
+            return bundle
+
+
+def install_from_file(
+    name: str,
+    archive_path: Path,
+    *,
+    sha256: str | None = None,
+    home: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+) -> Path:
+    """Install an archive already on disk as ``name``; return the bundle's folder."""
+    cache.check_model_name(name)
+    sha256 = _pin(sha256)
+    path = Path(archive_path).expanduser()
+    if not path.is_file():
+        raise DownloadError(f"no archive at {path}; give the path of a .zip or .tar.gz file")
+    with _locked(name, home, progress):
+        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+            _say(
+                progress,
+                f"{name} is already cached in {cache.model_dir(name, home)}; "
+                f"pass --force to replace it with {path}",
+            )
+            return cached
+        _say(progress, f"Installing {name} from {path} into {cache.model_dir(name, home)}")
+        return _install(
+            name,
+            path,
+            source=path.resolve().as_uri(),
+            sha256=sha256,
+            home=home,
+            verify=verify,
+            progress=progress,
+            filename=path.name,
+        )
+
+
+def ensure_model(
+    entry_or_name: ModelEntry | str,
+    *,
+    home: Path | None = None,
+    offline: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+    policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
+) -> Path:
+    """The bundle folder of a model: verified from the cache, else fetched and installed.
+
+    A name that is not in the registry works when a model of that name is cached.
+    With ``offline`` nothing is fetched: a missing model is a DownloadError saying what
+    is cached and how to get this one.
+    """
+    if isinstance(entry_or_name, ModelEntry):
+        entry, name = entry_or_name, entry_or_name.name
+    else:
+        name = cache.check_model_name(entry_or_name)
+        entry = load_registry().models.get(name)
+    cached = _cached_bundle(name, home, entry.sha256 if entry else None)
+    if cached is not None:
+        return cached
+    if offline:
+        raise DownloadError(_offline_message(name, entry, home))
+    if entry is None:
+        known = load_registry().models
+        raise DownloadError(
+            f"model {name!r} is neither a known model{did_you_mean(name, known)} nor cached in "
+            f"{cache.cache_home(home) / 'models'}; known models: {', '.join(known)}. Install "
+            f"another one with `furrytag download {name} --url URL`"
+        )
+    return install_from_url(
+        name,
+        entry.source_url,
+        sha256=entry.sha256,
+        home=home,
+        progress=progress,
+        verify=verify,
+        policy=policy,
+    )
+
+
+def verify_cached(name: str, home: Path | None = None) -> None:
+    """Check that the cached files of ``name`` are exactly those installed.
+
+    Raises DownloadError when the model is not cached, IntegrityError when its files
+    changed since they were installed.
+    """
+    folder = cache.model_dir(name, home)
+    manifest = cache.read_manifest(name, home)
+    if manifest is None:
+        raise DownloadError(
+            f"model {name!r} is not cached in {folder}; fetch it with `furrytag download {name}`"
+        )
+    root = folder / cache.UNPACKED
+    try:
+        digest = cache.tree_digest(root) if root.is_dir() else "missing"
+    except OSError as exc:
+        digest = f"unreadable ({exc})"
+    if digest != manifest.get("tree_sha256"):
+        raise IntegrityError(
+            f"the cached files of model {name!r} in {folder} changed since they were "
+            f"installed (digest {digest}, recorded {manifest.get('tree_sha256')}); they may "
+            f"be corrupt or tampered with, so furrytag will not use them. Fetch a fresh copy "
+            f"with `furrytag download {name} --force`"
+        )
+
+
+def _cached_bundle(name: str, home: Path | None, sha256: str | None) -> Path | None:
+    """The verified bundle folder of a cached model, or None when it is not cached."""
+    manifest = cache.read_manifest(name, home)
+    if manifest is None:
+        return None
+    verify_cached(name, home)
+    if sha256 and manifest.get("sha256") != sha256:
+        raise IntegrityError(
+            f"cached model {name!r} was installed from an archive with sha256 "
+            f"{manifest.get('sha256')}, but {sha256} is pinned; fetch the pinned one with "
+            f"`furrytag download {name} --force`"
+        )
+    root = (cache.model_dir(name, home) / cache.UNPACKED).resolve()
+    bundle = (root / str(manifest.get("bundle", ""))).resolve()
+    if not bundle.is_relative_to(root) or not bundle.is_dir():
+        raise IntegrityError(
+            f"the manifest of cached model {name!r} points at {bundle}, which is not a folder "
+            f"of the model; fetch a fresh copy with `furrytag download {name} --force`"
+        )
+    return bundle
+
+
+def _install(name, archive_path, *, source, sha256, home, verify, progress, filename) -> Path:
+    digest = cache.file_sha256(archive_path)
+    if sha256 and digest != sha256:
+        raise IntegrityError(
+            f"the archive from {source} has sha256 {digest}, but {sha256} is pinned; nothing "
+            f"was installed. The file is corrupt or not the one pinned: try again, or fetch "
+            f"it from another mirror with `--url`"
+        )
+    final = cache.model_dir(name, home)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}~stage-", dir=final.parent))
+    try:
+        unpacked = archive.extract(archive_path, stage / cache.UNPACKED)
+        bundle = _locate(unpacked, source)
+        if verify is not None:
+            verify(bundle)
+        manifest = {
+            "name": name,
+            "source": source,
+            "filename": filename,
+            "sha256": digest,
+            "size": archive_path.stat().st_size,
+            "pinned": bool(sha256),
+            "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "bundle": bundle.relative_to(unpacked).as_posix(),
+            "tree_sha256": cache.tree_digest(unpacked),
+        }
+        cache.write_manifest(stage, manifest)
+        _swap(stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    pin = (
+        "matches the pinned hash"
+        if sha256
+        else (f"recorded on first use; pin it with `--sha256 {digest}`")
+    )
+    _say(progress, f"Installed {name} in {final} (sha256 {digest}, {pin})")
+    return final / cache.UNPACKED / manifest["bundle"]
+
+
+def _locate(root: Path, source: str) -> Path:
+    """The shallowest folder holding a bundle marker; several at that depth is an error."""
+    found = sorted(
+        {p.parent for marker in BUNDLE_MARKERS for p in root.rglob(marker) if p.is_file()},
+        key=lambda p: (len(p.parts), str(p)),
+    )
+    if not found:
+        listing = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))[:10]
+        raise ArchiveError(
+            f"the archive from {source} holds no model: no furrytag.yaml (furrytag bundle) or "
+            f"saved_model.pb (legacy SavedModel) in it; it holds {listing or 'nothing'}"
+        )
+    top = [p for p in found if len(p.parts) == len(found[0].parts)]
+    if len(top) > 1:
+        raise ArchiveError(
+            f"the archive from {source} holds several models "
+            f"({', '.join(p.relative_to(root).as_posix() for p in top)}); install each from "
+            f"an archive of its own"
+        )
+    return found[0]
+
+
+def _swap(stage: Path, final: Path) -> None:
+    """Put ``stage`` at ``final``; an older copy is moved aside first, then deleted."""
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}~old-{os.getpid()}")
+        os.rename(final, old)
+    os.rename(stage, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _locked(name: str, home: Path | None, progress: bool) -> Iterator[None]:
+    """Hold the model's lock, so two processes never fetch or install it at once."""
+    path = cache.lock_path(name, home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _say(
+            progress, f"Waiting for another furrytag process that is fetching {name} (lock {path})"
+        )
+        lock.acquire()
+    try:
+        # Staging and moved-aside folders of a crashed run are ours to clear under the lock.
+        for leftover in cache.model_dir(name, home).parent.glob(f".{name}~*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        yield
+    finally:
+        lock.release()
+
+
+def _offline_message(name: str, entry: ModelEntry | None, home: Path | None) -> str:
+    cached = cache.cached_models(home)
+    where = cache.cache_home(home) / "models"
+    have = f"cached there: {', '.join(cached)}" if cached else "nothing is cached there"
+    fetch_it = (
+        f"`furrytag download {name}` (from {entry.source_url})"
+        if entry
+        else f"`furrytag download {name} --url URL`"
+    )
+    return (
+        f"model {name!r} is not cached in {where} ({have}), and offline mode forbids "
+        f"downloading it. Fetch it with {fetch_it} while online, or "
+        f"download the archive yourself and install it with "
+        f"`furrytag download --from-file ZIP {name}`"
+    )
+
+
+def _pin(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    pin = sha256.strip().lower()
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise DownloadError(f"a sha256 is 64 hex digits; received {sha256!r}")
+    return pin
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,247 @@
+"""The tagging API: load a model once, then tag or embed any number of image files.
+
+from furrytag_cli import Tagger
+tagger = Tagger("efficientnet_v2_b3_300_2c")
+for item in tagger.tag(["art/"]):
+    print(item.path, item.tagging.tags if item.ok else item.reason)
+"""
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from furrytag_cli.core.console import notice
+from furrytag_cli.core.errors import BundleError, ImageError
+from furrytag_cli.engines.base import Scores
+from furrytag_cli.engines.choose import load_engine
+from furrytag_cli.model.bundle import Bundle
+from furrytag_cli.model.loading import load_bundle
+from furrytag_cli.store.registry import load_registry
+from furrytag_cli.tagging.decode import MAX_PIXELS, decode_with_pillow
+from furrytag_cli.tagging.discovery import discover
+from furrytag_cli.tagging.predict import Predictor, Tagging, TagOptions
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class Item:
+    """The outcome for one input file: a ``tagging``, or the ``reason`` it failed."""
+
+    index: int
+    path: Path
+    tagging: Tagging | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.tagging is not None
+
+
+@dataclass
+class Scored:
+    """The model's raw outcome for one input file: row ``row`` of ``scores``, or a ``reason``."""
+
+    index: int
+    path: Path
+    scores: Scores | None = None
+    row: int = 0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.scores is not None
+
+
+def resolve_bundle(
+    model: str | Path | None,
+    *,
+    home: Path | None = None,
+    offline: bool = False,
+    progress: bool = False,
+) -> Bundle:
+    """A bundle from a path (folder or .zip) or a model name (fetched when not cached).
+
+    A name is a registry model, or one installed with ``furrytag download --url``.
+    """
+    from furrytag_cli.store import install as store
+
+    registry = load_registry()
+    if model is not None and Path(model).exists():
+        return load_bundle(Path(model))
+    if model is not None and _looks_like_a_path(str(model)):
+        raise BundleError(
+            f"model {model} does not exist: give a bundle folder or .zip, a "
+            "SavedModel folder, or a model name (furrytag models lists them)"
+        )
+    name = str(model) if model is not None else registry.default
+    entry = registry.models.get(name)
+    normalized = entry.normalized if entry is not None and entry.format == "legacy" else None
+    root = store.ensure_model(
+        entry or name,
+        home=home,
+        offline=offline,
+        progress=progress,
+        verify=install_check(normalized),
+    )
+    return load_bundle(root, normalized=normalized)
+
+
+def _looks_like_a_path(model: str) -> bool:
+    return (
+        os.sep in model or "/" in model or model.startswith(".") or model.lower().endswith(".zip")
+    )
+
+
+def install_check(normalized: bool | None):
+    """The check a model passes before it is installed: it loads, with the expected heads.
+
+    Loading does not depend on input normalisation, so an unknown legacy model is loaded
+    as unnormalised here; using it later needs a known name.
+    """
+
+    def check(root: Path) -> None:
+        load_engine(load_bundle(root, normalized=bool(normalized)))
+
+    return check
+
+
+class Tagger:
+    """A loaded model plus the options that turn its scores into tags.
+
+    ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras" or "lite";
+    ``quantize`` ("none", "dynamic", "float16") applies to the lite engine only;
+    ``notify`` hears of a first conversion and of a fallback to keras (None: silence).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Bundle | None = None,
+        *,
+        options: TagOptions = TagOptions(),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        embeddings: bool = False,
+        device: str = "auto",
+        engine: str = "auto",
+        quantize: str = "none",
+        notify: Callable[[str], None] | None = notice,
+        home: Path | None = None,
+        offline: bool = False,
+        progress: bool = False,
+        max_pixels: int = MAX_PIXELS,
+    ):
+        from furrytag_cli.core.tfruntime import configure_device
+
+        self.bundle = (
+            model
+            if isinstance(model, Bundle)
+            else resolve_bundle(model, home=home, offline=offline, progress=progress)
+        )
+        self.device = configure_device(device)
+        self.engine = load_engine(
+            self.bundle,
+            embeddings=embeddings,
+            engine=engine,
+            device=self.device,
+            quantize=quantize,
+            notify=notify,
+        )
+        # A model on a GPU leaves the CPU to decoding, which can then run ahead of it.
+        self.overlap = self.engine.device == "gpu"
+        self.predictor = Predictor(self.bundle, options)
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model and its weights (name@content hash)."""
+        return self.bundle.model_id
+
+    def scores(self, images: Sequence[np.ndarray]) -> Scores:
+        """Scores for already decoded uint8 RGB images (each H×W×3), preprocessed per the bundle."""
+        from furrytag_cli.core.tfruntime import tensorflow
+        from furrytag_cli.model.preprocess import preprocess_image
+
+        tf = tensorflow()
+        batch = tf.stack(
+            [preprocess_image(tf.convert_to_tensor(i), self.bundle.preprocess) for i in images]
+        )
+        return self.engine(batch)
+
+    def score_batches(self, paths: Sequence[Path]) -> Iterator[list[Scored]]:
+        """Score ``paths`` (files) in order; yield the outcomes of each batch as it finishes.
+
+        Every path gets exactly one outcome, in input order: its row of a batch's scores,
+        or the reason it could not be read.
+        """
+        from furrytag_cli.tagging.pipeline import inference_dataset
+
+        paths = list(paths)
+        rejected: dict[int, str] = {}
+        dataset = inference_dataset(
+            paths,
+            self.bundle.preprocess,
+            batch_size=self.batch_size,
+            rejected=rejected,
+            max_pixels=self.max_pixels,
+            overlap=self.overlap,
+        )
+        expected = 0
+        for indices, images in dataset:
+            scores = self.engine(images)
+            batch = []
+            for row, index in enumerate(indices.numpy().tolist()):
+                batch.extend(self._gap(expected, index, paths, rejected))
+                batch.append(Scored(index, paths[index], scores=scores, row=row))
+                expected = index + 1
+            yield batch
+        tail = self._gap(expected, len(paths), paths, rejected)
+        if tail:
+            yield tail
+
+    def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
+        """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""
+        for batch in self.score_batches(paths):
+            yield [
+                Item(s.index, s.path, tagging=self.predictor.predict(s.scores, s.row))
+                if s.ok
+                else Item(s.index, s.path, reason=s.reason)
+                for s in batch
+            ]
+
+    def tag(self, inputs: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Item]:
+        """Tag files and folders (expanded like the CLI does); yield one item per file."""
+        found = discover([str(p) for p in inputs], recursive=recursive)
+        for path_text, reason in found.problems:
+            yield Item(-1, Path(path_text), reason=reason)
+        for items in self.tag_batches(found.files):
+            yield from items
+
+    def embed(self, inputs: Iterable[str | Path]) -> Iterator[tuple[Path, np.ndarray]]:
+        """The feature vector of each image that could be decoded (needs ``embeddings=True``)."""
+        if not self.engine.embeddings:
+            raise ValueError("create the Tagger with embeddings=True to call embed()")
+        for item in self.tag(inputs):
+            if item.ok:
+                yield item.path, item.tagging.embedding
+
+    def _gap(
+        self, start: int, stop: int, paths: Sequence[Path], rejected: dict[int, str]
+    ) -> list[Scored]:
+        """Outcomes for the inputs the pipeline skipped between ``start`` and ``stop``."""
+        outcomes = []
+        for index in range(start, stop):
+            if index in rejected:
+                outcomes.append(Scored(index, paths[index], reason=rejected.pop(index)))
+                continue
+            # TensorFlow could not decode it; Pillow either reads it or tells why.
+            try:
+                image = decode_with_pillow(paths[index], self.bundle.preprocess)
+            except ImageError as exc:
+                outcomes.append(Scored(index, paths[index], reason=str(exc)))
+                continue
+            outcomes.append(Scored(index, paths[index], scores=self.scores([image]), row=0))
+        return outcomes

@@ -1,0 +1,1 @@
+"""Training a multi-head tagger on packed shards, with tf.distribute."""
