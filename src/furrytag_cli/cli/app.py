@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import dataset, download, evaluate, models, tag, train
+from furrytag_cli.cli import dataset, download, evaluate, gallery, models, tag, train
 from furrytag_cli.core.errors import FurrytagError, Interrupted
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("tag")(tag.tag_command)
 app.command("train")(train.train_command)
 app.add_typer(dataset.app, name="dataset")
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("gallery")(gallery.gallery_command)
 
 _state = {"debug": False}
 

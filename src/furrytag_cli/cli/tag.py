@@ -129,6 +129,10 @@ def tag_command(
         bool, typer.Option(help="Never use the network; the model must be cached.")
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    gallery: Annotated[
+        Path | None,
+        typer.Option(help="Then write an HTML gallery of the results here (furrytag gallery)."),
+    ] = None,
 ) -> None:
     """Tag images with e621-style tags, per category, and a rating."""
     from furrytag_cli.core.interrupt import graceful_interrupt
@@ -165,6 +169,10 @@ def tag_command(
         strict=strict,
     )
     check_output(spec)
+    if gallery is not None:
+        from furrytag_cli.cli.gallery import check_tag_gallery
+
+        check_tag_gallery(spec, inputs)
     options = TagOptions(
         threshold=threshold,
         head_thresholds=parse_head_thresholds(head_threshold),
@@ -227,6 +235,10 @@ def tag_command(
         )
         if summary.failures_file:
             typer.echo(f"Failure report: {summary.failures_file}", err=True)
+    if gallery is not None and not summary.interrupted:
+        from furrytag_cli.cli.gallery import gallery_of_run
+
+        gallery_of_run(spec, inputs, tagger, gallery, summary.failures_file, quiet=quiet)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:

@@ -1,0 +1,1 @@
+"""An offline HTML gallery of tagging results: read them, make thumbnails, write the page."""

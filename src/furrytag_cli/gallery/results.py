@@ -1,0 +1,253 @@
+"""What a gallery shows: furrytag's JSONL/JSON tagging output, or a folder of captions.
+
+Either becomes a ``Results``: the images in order (kept tags per head with their scores,
+the rating, every tag's score when the run had ``--all-scores``), the failures of the
+run, and the tag vocabulary. Anything else (CSV output, another tool's JSON) is refused
+with a message that says what the gallery reads.
+"""
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from furrytag_cli.core.errors import DatasetError
+from furrytag_cli.model.categories import CategorySet
+from furrytag_cli.tagging.discovery import discover, display_path
+
+OTHER_HEAD = "other"  # caption tags that are not in the model's vocabulary (trigger words)
+_READS = (
+    "the gallery reads furrytag's JSONL or JSON output (furrytag tag -o results.jsonl) or a "
+    "folder of caption files (furrytag tag -f txt)"
+)
+
+
+@dataclass
+class Item:
+    """One image: its path as the results name it, the file, and what was kept."""
+
+    path: str
+    file: Path
+    tags: dict[str, list[tuple[str, float | None]]]
+    rating: str | None = None
+    rating_score: float | None = None
+    scores: dict[str, dict[str, float]] | None = None
+    note: str | None = None
+
+
+@dataclass
+class Results:
+    """Everything one gallery shows."""
+
+    source: Path
+    items: list[Item]
+    vocabulary: dict[str, list[str]]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    model: str | None = None
+    base: Path = field(default_factory=Path.cwd)
+
+    @property
+    def has_scores(self) -> bool:
+        return bool(self.items) and all(item.scores is not None for item in self.items)
+
+
+def read_results(
+    source: Path, *, base: Path | None = None, failures: Path | None = None
+) -> Results:
+    """Read ``source``: a JSONL/JSON results file or a folder of captions.
+
+    Relative image paths are taken from ``base`` (default: the current folder when the
+    images are found there, else the results file's folder). ``failures`` is the run's
+    failure report (default: the one ``tag`` writes beside its output, when present).
+    """
+    source = Path(source)
+    if source.is_dir():
+        results = _read_captions(source)
+        default_report = source / "furrytag-failures.tsv"
+    elif source.is_file():
+        results = _read_records(source, base)
+        default_report = source.with_name(source.name + ".failures.tsv")
+    else:
+        raise DatasetError(f"{source} does not exist; {_READS}")
+    report = failures if failures is not None else default_report
+    if failures is not None or report.is_file():
+        results.failures = read_failures(report)
+    return results
+
+
+def read_failures(path: Path) -> list[tuple[str, str]]:
+    """The ``path<TAB>reason`` rows of a failure report written by ``tag``."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DatasetError(f"cannot read the failure report {path}: {exc.strerror}") from None
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "path\treason":
+        raise DatasetError(
+            f"{path} is not a furrytag failure report (its first line should be "
+            "'path<TAB>reason'); give the report tag wrote with --failures"
+        )
+    rows = []
+    for line in lines[1:]:
+        if line.strip():
+            where, _, reason = line.rpartition("\t")
+            rows.append((where, reason) if where else (reason, ""))
+    return rows
+
+
+def _read_records(path: Path, base: Path | None) -> Results:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror}") from None
+    stripped = text.lstrip()
+    if not stripped:
+        raise DatasetError(f"{path} is empty; {_READS}")
+    if stripped.startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        numbered = [(f"{path} (record {i + 1})", r) for i, r in enumerate(records)]
+    elif stripped.startswith("{"):
+        numbered = []
+        # Only "\n" ends a record: paths may hold other line breaks.
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                numbered.append((f"{path}:{number}", _json_line(line, f"{path}:{number}")))
+    else:
+        first = stripped.split("\n", 1)[0]
+        kind = "CSV output" if next(csv.reader([first]), [""])[0] == "path" else "not JSON"
+        raise DatasetError(f"{path} is {kind}; {_READS}")
+    items = [_item(record, where) for where, record in numbered]
+    if not items:
+        raise DatasetError(f"{path} holds no results; {_READS}")
+    models = sorted({r["model"] for _, r in numbered if isinstance(r.get("model"), str)})
+    folder = base if base is not None else _guess_base(items, path.parent)
+    for item in items:
+        item.file = folder / item.file
+    return Results(
+        source=path,
+        items=items,
+        vocabulary=_vocabulary(items),
+        model=", ".join(models) or None,
+        base=folder,
+    )
+
+
+def _json_line(line: str, where: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where} is not valid JSON ({exc.msg}); {_READS}") from None
+
+
+def _item(record, where: str) -> Item:
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise DatasetError(f'{where} has no "path"; it is not a furrytag result; {_READS}')
+    tags = record.get("tags")
+    if not isinstance(tags, dict) or not all(
+        isinstance(pairs, dict) and all(_is_score(s) for s in pairs.values())
+        for pairs in tags.values()
+    ):
+        raise DatasetError(
+            f'{where} has no "tags" per head ({{"species": {{"wolf": 0.9}}, ...}}); '
+            f"it is not a furrytag result; {_READS}"
+        )
+    scores = record.get("scores")
+    if scores is not None and not (
+        isinstance(scores, dict)
+        and all(isinstance(v, dict) and all(map(_is_score, v.values())) for v in scores.values())
+    ):
+        raise DatasetError(f'{where}: "scores" must map each head to tag scores')
+    rating = record.get("rating")
+    rating_score = record.get("rating_score")
+    return Item(
+        path=record["path"],
+        file=Path(record["path"]),
+        tags={
+            head: sorted(((t, float(s)) for t, s in pairs.items()), key=lambda p: -p[1])
+            for head, pairs in tags.items()
+        },
+        rating=rating if isinstance(rating, str) else None,
+        rating_score=float(rating_score) if _is_score(rating_score) else None,
+        scores=scores,
+    )
+
+
+def _is_score(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _guess_base(items: Sequence[Item], results_folder: Path) -> Path:
+    """The folder relative paths are found in: the current one, else the results file's."""
+    relative = [item.file for item in items if not item.file.is_absolute()][:50]
+    here = Path.cwd()
+    if not relative:
+        return here
+    found_here = sum((here / p).exists() for p in relative)
+    found_there = sum((results_folder / p).exists() for p in relative)
+    return results_folder.resolve() if found_there > found_here else here
+
+
+def _vocabulary(items: Sequence[Item]) -> dict[str, list[str]]:
+    """Every head's tags: the model's (from the scores, else the shipped lists), then any others."""
+    first = next((item.scores for item in items if item.scores), None)
+    if first is not None:
+        vocabulary = {head: list(tags) for head, tags in first.items()}
+    else:
+        vocabulary = {head: list(tags) for head, tags in CategorySet.load().heads.items()}
+    known = {head: set(tags) for head, tags in vocabulary.items()}
+    for item in items:
+        for head, pairs in item.tags.items():
+            for tag, _ in pairs:
+                if tag not in known.setdefault(head, set()):
+                    known[head].add(tag)
+                    vocabulary.setdefault(head, []).append(tag)
+    return vocabulary
+
+
+def _read_captions(folder: Path) -> Results:
+    found = discover([str(folder)])
+    if not found.files:
+        raise DatasetError(f"{folder} holds no images; {_READS}")
+    categories = CategorySet.load()
+    index = categories.index()
+    items = []
+    for image in found.files:
+        caption = _caption_of(image)
+        if caption is None:
+            items.append(Item(path=display_path(image), file=image, tags={}, note="no caption"))
+            continue
+        tags: dict[str, list[tuple[str, float | None]]] = {}
+        for tag in _caption_tags(caption):
+            head = index[tag][0] if tag in index else OTHER_HEAD
+            tags.setdefault(head, []).append((tag, None))
+        items.append(Item(path=display_path(image), file=image, tags=tags))
+    if all(item.note for item in items):
+        raise DatasetError(
+            f"none of the {len(items)} images in {folder} has a caption file beside it "
+            "(image.txt); caption them with furrytag tag -f txt"
+        )
+    return Results(
+        source=folder,
+        items=items,
+        vocabulary=_vocabulary(items),
+        failures=list(found.problems),
+        base=Path.cwd(),
+    )
+
+
+def _caption_of(image: Path) -> str | None:
+    for candidate in (image.parent / f"{image.name}.txt", image.with_suffix(".txt")):
+        try:
+            return candidate.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+    return None
+
+
+def _caption_tags(text: str) -> list[str]:
+    words = (w.strip().replace("\\(", "(").replace("\\)", ")") for w in text.split(","))
+    return list(dict.fromkeys(w.replace(" ", "_") for w in words if w))

@@ -1,0 +1,85 @@
+"""furrytag gallery on the command line, and tag --gallery."""
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.clirunner import invoke
+from tests.gallery.conftest import write_results
+
+
+def test_gallery_command_writes_the_page_and_reuses_thumbnails(tmp_path, capsys, monkeypatch):
+    results = write_results(tmp_path, 6)
+    monkeypatch.chdir(tmp_path)
+    thresholds = tmp_path / "t.yaml"
+    thresholds.write_text(yaml.safe_dump({"global": 0.4, "per_tag": {"species": {"wolf": 0.7}}}))
+    first = invoke(capsys, monkeypatch, "gallery", results, "-o", "out", "--thresholds", thresholds)
+    assert first.code == 0, first.stderr
+    assert (
+        "Gallery of 6 images (4 thumbnails made, 0 reused; 1 missing, 1 unreadable" in first.stderr
+    )
+    assert (tmp_path / "out" / "index.html").is_file()
+    meta = (tmp_path / "out" / "data" / "meta.js").read_text()
+    assert f"from {thresholds}" in meta and "700" in meta and "400" in meta
+    again = invoke(capsys, monkeypatch, "gallery", results, "-o", "out", "-q")
+    assert again.code == 0 and again.stderr == ""
+    third = invoke(capsys, monkeypatch, "gallery", results, "-o", "out")
+    assert "(0 thumbnails made, 4 reused" in third.stderr
+
+
+def test_gallery_command_errors(tmp_path, capsys, monkeypatch):
+    csv_file = tmp_path / "tags.csv"
+    csv_file.write_text("path,species,rating\na.png,wolf,safe\n")
+    bad = invoke(capsys, monkeypatch, "gallery", csv_file, "-o", tmp_path / "g")
+    assert bad.code == 1 and bad.stderr.startswith("Error: ") and "CSV output" in bad.stderr
+    results = write_results(tmp_path, 2)
+    both = invoke(
+        capsys,
+        monkeypatch,
+        "gallery",
+        results,
+        "-o",
+        tmp_path / "g",
+        "--threshold",
+        "0.4",
+        "--thresholds",
+        tmp_path / "t.yaml",
+    )
+    assert both.code == 1 and "give one" in both.stderr
+    (tmp_path / "file").write_text("")
+    onto_file = invoke(capsys, monkeypatch, "gallery", results, "-o", tmp_path / "file")
+    assert onto_file.code == 1 and "is a file" in onto_file.stderr
+
+
+def test_gallery_never_imports_tensorflow(tmp_path):
+    results = write_results(tmp_path, 3)
+    code = (
+        "import sys\n"
+        "from furrytag_cli.cli.app import main\n"
+        f"sys.argv = ['furrytag', 'gallery', {str(results)!r}, '-o', {str(tmp_path / 'g')!r}, '-q']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "g" / "index.html").is_file()
+
+
+def test_tag_gallery_needs_a_results_file(tmp_path, capsys, monkeypatch):
+    write_results(tmp_path, 2)
+    refused = invoke(
+        capsys,
+        monkeypatch,
+        "tag",
+        tmp_path / "imgs",
+        "-f",
+        "csv",
+        "-o",
+        tmp_path / "t.csv",
+        "--gallery",
+        tmp_path / "g",
+    )
+    assert refused.code == 1 and "--gallery shows the results written to a file" in refused.stderr
+    assert not (tmp_path / "t.csv").exists()
