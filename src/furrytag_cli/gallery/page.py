@@ -49,8 +49,9 @@ def write_page(
         data.mkdir(exist_ok=True)
         for old in data.glob("chunk-*.js"):
             old.unlink()
+        has_scores = results.has_scores
         rows = [
-            _row(item, thumb, out, position, results.has_scores)
+            _row(item, thumb, out, position, has_scores)
             for item, thumb in zip(results.items, thumbs)
         ]
         chunks = range(0, len(rows), CHUNK)
@@ -68,7 +69,7 @@ def write_page(
             "heads": heads,
             "tags": [tag for _, tag in vocab],
             "tagHeads": [heads.index(h) for h, _ in vocab],
-            "hasScores": results.has_scores,
+            "hasScores": has_scores,
             "hasRating": any(item.rating is not None for item in results.items),
             "thresholds": _threshold_row(vocab, thresholds),
             "thresholdsFrom": thresholds_from,
