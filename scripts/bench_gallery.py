@@ -7,7 +7,7 @@ by a tag's score and a text search (each until the next frame is painted). The p
 render in under 2 s and filter in under 0.5 s.
 
     .venv/bin/python scripts/bench_gallery.py --count 10000
-    .venv/bin/python scripts/bench_gallery.py --count 100000 --distinct 2000
+    .venv/bin/python scripts/bench_gallery.py --count 100000 --distinct 2000 --without-scores
 """
 
 import argparse
@@ -96,6 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--distinct", type=int, help="distinct image files (default: count)")
+    parser.add_argument(
+        "--without-scores", action="store_true", help="results without --all-scores"
+    )
     parser.add_argument("--work", type=Path, help="keep the sample here (default: a temp folder)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
@@ -106,7 +109,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gallery-"))
     print(f"CPU: {cpu_model()}, {cpu_threads()} cores usable")
     started = time.perf_counter()
-    source = write_sample(work, args.count, distinct=args.distinct)
+    source = write_sample(
+        work, args.count, distinct=args.distinct, all_scores=not args.without_scores
+    )
     print(f"wrote {args.count:,} results in {time.perf_counter() - started:.1f} s", flush=True)
     shutil.rmtree(work / "gallery", ignore_errors=True)
     for label in ("build (thumbnails made)", "rebuild (thumbnails reused)"):

@@ -33,9 +33,15 @@ def draw(seed: int, size: tuple[int, int]) -> Image.Image:
 
 
 def write_sample(
-    folder: Path, count: int, *, distinct: int | None = None, size: tuple[int, int] = (640, 480)
+    folder: Path,
+    count: int,
+    *,
+    distinct: int | None = None,
+    size: tuple[int, int] = (640, 480),
+    all_scores: bool = True,
 ) -> Path:
-    """``count`` results in ``folder/results.jsonl`` over ``distinct`` image files (all by default)."""
+    """``count`` results in ``folder/results.jsonl`` over ``distinct`` image files (all by
+    default); with ``all_scores`` every tag's score, as ``tag --all-scores`` writes."""
     categories = CategorySet.load()
     distinct = min(distinct or count, count)
     images = folder / "art"
@@ -61,7 +67,7 @@ def write_sample(
                 "tags": kept,
                 "rating": RATINGS[min(2, int(rating_score * 3))],
                 "rating_score": rating_score,
-                "scores": scores,
+                **({"scores": scores} if all_scores else {}),
                 "file": {"size": 0, "mtime": 0.0},
                 "model": "efficientnet_v2_b3_300_2c@sample",
             }

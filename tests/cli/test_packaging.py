@@ -76,3 +76,16 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     )
     assert listed.returncode == 0, listed.stderr
     assert "efficientnet_v2_b3_300_2c" in listed.stdout
+    results = elsewhere / "results.jsonl"
+    results.write_text(
+        '{"path": "gone.png", "tags": {"species": {"wolf": 0.9}}, "rating": "safe"}\n'
+    )
+    gallery = subprocess.run(
+        [venv / "bin" / "furrytag", "gallery", results, "-o", "g", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=env,
+    )
+    assert gallery.returncode == 0, gallery.stderr
+    assert {p.name for p in (elsewhere / "g").iterdir()} >= {"index.html", "gallery.js", "data"}

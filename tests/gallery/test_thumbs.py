@@ -3,9 +3,11 @@
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from furrytag_cli.gallery.thumbs import SIZE, make_thumbnails
+from furrytag_cli.core.errors import OutputError
+from furrytag_cli.gallery.thumbs import SIZE, make_thumbnails, thumbnail_name
 
 
 def write_image(path, size=(600, 300), seed=0):
@@ -45,3 +47,19 @@ def test_unchanged_images_keep_their_thumbnails_and_changed_ones_get_new(tmp_pat
     assert not (folder / first[1].name).exists()
     with Image.open(folder / second[1].name) as image:
         assert image.size == (SIZE // 4, SIZE)
+
+
+def test_one_image_named_twice_gets_one_thumbnail(tmp_path):
+    image = write_image(tmp_path / "a.png")
+    thumbs = make_thumbnails([image, tmp_path / "a.png", image], tmp_path / "thumbs", workers=2)
+    assert len({t.name for t in thumbs}) == 1 and [t.status for t in thumbs] == ["ok"] * 3
+    assert len(list((tmp_path / "thumbs").iterdir())) == 1
+
+
+def test_a_thumbnail_that_cannot_be_written_is_an_output_error(tmp_path):
+    image = write_image(tmp_path / "a.png")
+    folder = tmp_path / "thumbs"
+    (folder / thumbnail_name(image)).mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(OutputError, match="cannot write the thumbnail"):
+        make_thumbnails([image], folder)
+    assert [p.name for p in folder.iterdir()] == [thumbnail_name(image)]

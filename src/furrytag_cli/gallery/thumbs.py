@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from furrytag_cli.core.errors import OutputError
+
 SIZE = 256
 FOLDER = "thumbs"
 _NAME_LENGTH = 24
@@ -51,7 +53,7 @@ def make_thumbnails(
     """A ``Thumb`` per file, in order; thumbnails are written to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     thumbs: list[Thumb | None] = [None] * len(files)
-    todo = []
+    todo: dict[str, tuple[str, list[int]]] = {}  # thumbnail name -> (image, its positions)
     for i, file in enumerate(files):
         name = thumbnail_name(file)
         if name is None:
@@ -59,18 +61,15 @@ def make_thumbnails(
         elif (folder / name).is_file():
             thumbs[i] = Thumb("ok", name)
         else:
-            todo.append((i, str(file), str(folder / name), name))
-    on_done(len(files) - len(todo))
-    if todo:
-        jobs = [(file, target) for _, file, target, _ in todo]
-        if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                outcomes = pool.map(
-                    _make_one, jobs, chunksize=max(1, min(32, len(todo) // (4 * workers)))
-                )
-                _collect(todo, outcomes, thumbs, on_done)
-        else:
-            _collect(todo, map(_make_one, jobs), thumbs, on_done)
+            todo.setdefault(name, (str(file), []))[1].append(i)
+    on_done(sum(t is not None for t in thumbs))
+    jobs = [(file, str(folder / name)) for name, (file, _) in todo.items()]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            chunksize = max(1, min(32, len(jobs) // (4 * workers)))
+            _collect(todo, pool.map(_make_one, jobs, chunksize=chunksize), thumbs, on_done)
+    else:
+        _collect(todo, map(_make_one, jobs), thumbs, on_done)
     keep = {t.name for t in thumbs if t is not None and t.name}
     for old in folder.glob("*.webp"):
         if old.name not in keep and len(old.stem) == _NAME_LENGTH:
@@ -79,13 +78,15 @@ def make_thumbnails(
 
 
 def _collect(todo, outcomes, thumbs, on_done) -> None:
-    for (i, _, _, name), reason in zip(todo, outcomes):
-        thumbs[i] = Thumb("ok", name) if reason is None else Thumb("unreadable", reason=reason)
-        on_done(1)
+    for (name, (_, positions)), reason in zip(todo.items(), outcomes):
+        thumb = Thumb("ok", name) if reason is None else Thumb("unreadable", reason=reason)
+        for i in positions:
+            thumbs[i] = thumb
+        on_done(len(positions))
 
 
 def _make_one(job: tuple[str, str]) -> str | None:
-    """Write one thumbnail; the reason it could not be made, or None."""
+    """Write one thumbnail; the reason the image could not be read, or None."""
     source, target = job
     try:
         with warnings.catch_warnings():
@@ -96,9 +97,6 @@ def _make_one(job: tuple[str, str]) -> str | None:
                 image.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS)
                 mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
                 image = image.convert(mode)
-                tmp = f"{target}.{os.getpid()}.tmp"
-                image.save(tmp, "WEBP", quality=80, method=4)
-                os.replace(tmp, target)
     except (
         OSError,
         ValueError,
@@ -107,4 +105,11 @@ def _make_one(job: tuple[str, str]) -> str | None:
         Image.DecompressionBombWarning,
     ) as exc:
         return f"cannot be read as an image ({exc})"
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        image.save(tmp, "WEBP", quality=80, method=4)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write the thumbnail {target}: {exc.strerror or exc}") from None
     return None
