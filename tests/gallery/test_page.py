@@ -176,3 +176,29 @@ def test_results_in_several_chunks_load_and_stay_paged(tmp_path, open_page):
     assert "not recorded" in page.inner_text("#detail-thresholds")
     assert page.inner_text("#detail-note").startswith("missing")
     assert view.errors == []
+
+
+def test_a_caption_folder_shows_its_tags_and_exports_without_ratings(tmp_path, open_page):
+    write_results(tmp_path, 5)
+    imgs = tmp_path / "imgs"
+    (imgs / "img000.txt").write_text("my_trigger, wolf, anthro\n")
+    (imgs / "img004.txt").write_text("fox\n")
+    summary = build_gallery(read_results(imgs), tmp_path / "gallery", progress=False)
+    view = open_page(summary.index, downloads=True)
+    page = view.page
+    cards = page.locator("#grid .card")
+    first = cards.filter(has_text="img000.png")
+    assert first.locator(".group .head").all_inner_texts() == ["body", "species", "other"]
+    assert first.locator(".group .tag").all_inner_texts() == ["anthro", "wolf", "my_trigger"]
+    assert "no caption" in cards.filter(has_text="onerror=alert").inner_text()
+    assert page.locator("#rating").is_disabled()
+    first.click()
+    assert "tag with --all-scores" in page.inner_text("#detail-scores")
+    page.click("#mark-reviewed")
+    page.click("#detail-close")
+    assert page.inner_text("#review-count") == "1 reviewed"
+    with page.expect_download() as download:
+        page.click("#export")
+    lines = download.value.path().read_text().splitlines()
+    assert lines == ["path,tags,rating", f"{imgs / 'img000.png'},wolf anthro,"]
+    assert view.errors == []

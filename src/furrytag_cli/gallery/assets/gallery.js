@@ -18,7 +18,7 @@
   const RECS = [];
   const TAG_INDEX = new Map();
   let TAGS_LOWER = [];
-  let review = {};
+  let review = Object.create(null);
   let storageKey = "";
   let view = [];
   let shownSlice = "";
@@ -101,8 +101,10 @@
 
   // ---- review, kept in localStorage ----
   function loadReview() {
-    try { review = JSON.parse(localStorage.getItem(storageKey) || "{}") || {}; }
-    catch (error) { review = {}; }
+    // A store without a prototype: a path may be named "constructor" or "__proto__".
+    review = Object.create(null);
+    try { Object.assign(review, JSON.parse(localStorage.getItem(storageKey) || "{}")); }
+    catch (error) { $("#review-state").textContent = "the saved review could not be read: " + error.message; }
   }
   function saveReview() {
     try { localStorage.setItem(storageKey, JSON.stringify(review)); }
@@ -133,7 +135,9 @@
       if (!entry) continue;
       let rating = "";
       if (META.hasRating) rating = entry.rating || (r[RATING] >= 0 ? RATING_NAMES[r[RATING]][0] : "");
-      lines.push([csvField(absolutePath(r[PATH])), csvField(effectiveTags(r).join(" ")), rating].join(","));
+      // Tags outside the model's vocabulary (a caption's trigger words) are no labels.
+      const tags = effectiveTags(r).filter((name) => headOf(TAG_INDEX.get(name)) !== "other");
+      lines.push([csvField(absolutePath(r[PATH])), csvField(tags.join(" ")), rating].join(","));
     }
     const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
     const link = el("a", { href: URL.createObjectURL(blob), download: "reviewed.csv" });
@@ -450,7 +454,7 @@
     document.title = "furrytag gallery: " + META.source;
     $("#vocab").replaceChildren(...META.tags.map((name, t) => el("option", { value: name, label: headOf(t) })));
     $("#head").append(...META.heads.map((head, h) => el("option", { value: String(h), text: head })));
-    if (!META.hasRating) $("#rating").disabled = true;
+    if (!META.hasRating) { $("#rating").disabled = true; $("#review-rating").disabled = true; }
     renderFailures();
 
     const drawAll = picker("all-of", state.allOf);
@@ -524,7 +528,7 @@
     $("#unreview").addEventListener("click", function () { const r = RECS[view[current]]; delete review[r[PATH]]; changed(); });
     $("#export").addEventListener("click", exportLabels);
     $("#clear-review").addEventListener("click", function () {
-      if (window.confirm("Forget the review of every image in this gallery?")) { review = {}; saveReview(); apply(); renderGrid(true); }
+      if (window.confirm("Forget the review of every image in this gallery?")) { review = Object.create(null); saveReview(); apply(); renderGrid(true); }
     });
   }
 
