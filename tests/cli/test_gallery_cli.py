@@ -50,6 +50,11 @@ def test_gallery_command_errors(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     onto_file = invoke(capsys, monkeypatch, "gallery", results, "-o", tmp_path / "file")
     assert onto_file.code == 1 and "is a file" in onto_file.stderr
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<p>my home page</p>")
+    onto_site = invoke(capsys, monkeypatch, "gallery", results, "-o", tmp_path / "site")
+    assert onto_site.code == 1 and "not a furrytag gallery" in onto_site.stderr
+    assert (tmp_path / "site" / "index.html").read_text() == "<p>my home page</p>"
 
 
 def test_gallery_never_imports_tensorflow(tmp_path):

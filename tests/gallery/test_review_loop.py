@@ -90,3 +90,36 @@ def test_a_review_exported_from_the_page_tunes_thresholds_for_tag(
     )
     assert retagged.code == 0, retagged.stderr
     assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 6
+
+
+@pytest.mark.slow
+def test_tag_gallery_of_captions(native_bundle_dir, open_page, tmp_path, capsys, monkeypatch):
+    art = tmp_path / "art"
+    art.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(art / f"{i}.png")
+    tagged = invoke(
+        capsys,
+        monkeypatch,
+        "tag",
+        art,
+        "-m",
+        native_bundle_dir,
+        "-f",
+        "txt",
+        "--top-k",
+        "2",
+        "--threshold",
+        "0",
+        "--prefix",
+        "my_trigger",
+        "--gallery",
+        tmp_path / "gallery",
+    )
+    assert tagged.code == 0, tagged.stderr
+    page = open_page(tmp_path / "gallery" / "index.html").page
+    cards = page.locator("#grid .card")
+    assert cards.count() == 3
+    caption = (art / "0.txt").read_text().strip().split(", ")
+    assert caption[0] == "my_trigger" and len(caption) == 1 + 2 * 5
+    assert sorted(cards.first.locator(".group .tag").all_inner_texts()) == sorted(caption)

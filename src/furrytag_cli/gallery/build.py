@@ -52,6 +52,11 @@ def build_gallery(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is a file; the gallery is a folder: give a folder name with -o")
+    if (out / "index.html").exists() and not (out / "data" / "meta.js").is_file():
+        raise OutputError(
+            f"{out} holds an index.html that is not a furrytag gallery; give -o an empty "
+            "folder, a new one, or an earlier gallery's to rebuild it"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
