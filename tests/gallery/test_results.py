@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from furrytag_cli.core.errors import DatasetError
@@ -101,3 +102,24 @@ def test_a_folder_without_captions_is_refused(tmp_path):
     write_results(tmp_path, 2)
     with pytest.raises(DatasetError, match="has a caption file"):
         read_results(tmp_path / "imgs")
+
+
+def test_every_score_lines_up_with_the_first_records_order(tmp_path):
+    first = record("a.png", {"species": {"wolf": 0.7, "fox": 0.2}, "body": {"anthro": 0.9}}, 0.5)
+    second = record("b.png", {"body": {"anthro": 0.1}, "species": {"fox": 0.6, "bat": 0.3}}, 0.5)
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    results = read_results(path)
+    assert results.scored == [("species", "wolf"), ("species", "fox"), ("body", "anthro")]
+    assert results.items[0].scores.tolist() == pytest.approx([0.7, 0.2, 0.9])
+    row = results.items[1].scores
+    assert np.isnan(row[0]) and row[1:].tolist() == pytest.approx([0.6, 0.1])
+
+
+def test_scores_that_are_not_numbers_are_refused(tmp_path):
+    bad = record("a.png", {"species": {"wolf": 0.7}}, 0.5)
+    bad["scores"]["species"]["wolf"] = "high"
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(DatasetError, match='r.jsonl:1: "scores" must map each head to tag scores'):
+        read_results(path)

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
+
 from furrytag_cli import __version__
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.gallery.results import Item, Results
@@ -50,13 +52,15 @@ def write_page(
         for old in data.glob("chunk-*.js"):
             old.unlink()
         has_scores = results.has_scores
-        rows = [
-            _row(item, thumb, out, position, has_scores)
-            for item, thumb in zip(results.items, thumbs)
-        ]
-        chunks = range(0, len(rows), CHUNK)
-        for number, start in enumerate(chunks):
-            _write_js(data / f"chunk-{number:05d}.js", "addChunk", rows[start : start + CHUNK])
+        scored = np.array([position[key] for key in results.scored], dtype=np.int64)
+        pairs = list(zip(results.items, thumbs))
+        chunks = range(0, len(pairs), CHUNK)
+        for number, start in enumerate(chunks):  # a chunk's rows at a time: memory stays flat
+            rows = [
+                _row(item, thumb, out, position, scored if has_scores else None)
+                for item, thumb in pairs[start : start + CHUNK]
+            ]
+            _write_js(data / f"chunk-{number:05d}.js", "addChunk", rows)
         meta = {
             "id": hashlib.sha256(str(results.source.resolve()).encode()).hexdigest()[:16],
             "source": display_path(results.source),
@@ -64,7 +68,7 @@ def write_page(
             "base": display_path(results.base.resolve()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "version": __version__,
-            "total": len(rows),
+            "total": len(pairs),
             "chunks": len(chunks),
             "heads": heads,
             "tags": [tag for _, tag in vocab],
@@ -82,15 +86,15 @@ def write_page(
     return out / "index.html"
 
 
-def _row(item: Item, thumb: Thumb, out: Path, position: dict, has_scores: bool) -> list:
+def _row(item: Item, thumb: Thumb, out: Path, position: dict, scored: np.ndarray | None) -> list:
     kept = [(position[(h, t)], s) for h, pairs in item.tags.items() for t, s in pairs]
     scores = None
-    if has_scores:
-        scores = [-1] * len(position)
-        for head, values in item.scores.items():
-            for tag, value in values.items():
-                if (head, tag) in position:
-                    scores[position[(head, tag)]] = _milli(value)
+    if scored is not None:
+        # Milli-units, -1 where a tag has no score; tags outside the model's stay -1.
+        values = np.rint(np.nan_to_num(item.scores, nan=-0.001) * 1000).astype(np.int32)
+        row = np.full(len(position), -1, dtype=np.int32)
+        row[scored] = values
+        scores = row.tolist()
     return [
         item.path,
         _url(item.file, out) if thumb.status != "missing" else None,

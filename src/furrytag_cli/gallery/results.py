@@ -8,9 +8,11 @@ with a message that says what the gallery reads.
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from furrytag_cli.core.errors import DatasetError
 from furrytag_cli.model.categories import CategorySet
@@ -32,7 +34,7 @@ class Item:
     tags: dict[str, list[tuple[str, float | None]]]
     rating: str | None = None
     rating_score: float | None = None
-    scores: dict[str, dict[str, float]] | None = None
+    scores: np.ndarray | None = None  # every tag's score, in the order of Results.scored
     note: str | None = None
 
 
@@ -46,6 +48,7 @@ class Results:
     failures: list[tuple[str, str]] = field(default_factory=list)
     model: str | None = None
     base: Path = field(default_factory=Path.cwd)
+    scored: list[tuple[str, str]] = field(default_factory=list)  # (head, tag) of Item.scores
 
     @property
     def has_scores(self) -> bool:
@@ -97,43 +100,56 @@ def read_failures(path: Path) -> list[tuple[str, str]]:
 
 
 def _read_records(path: Path, base: Path | None) -> Results:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror}") from None
-    stripped = text.lstrip()
-    if not stripped:
-        raise DatasetError(f"{path} is empty; {_READS}")
-    if stripped.startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        numbered = [(f"{path} (record {i + 1})", r) for i, r in enumerate(records)]
-    elif stripped.startswith("{"):
-        numbered = []
-        # Only "\n" ends a record: paths may hold other line breaks.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                numbered.append((f"{path}:{number}", _json_line(line, f"{path}:{number}")))
-    else:
-        first = stripped.split("\n", 1)[0]
-        kind = "CSV output" if next(csv.reader([first]), [""])[0] == "path" else "not JSON"
-        raise DatasetError(f"{path} is {kind}; {_READS}")
-    items = [_item(record, where) for where, record in numbered]
+    layout = _ScoreLayout()
+    items, models = [], set()
+    for where, record in _records(path):
+        items.append(_item(record, where, layout))
+        if isinstance(record.get("model"), str):
+            models.add(record["model"])
     if not items:
         raise DatasetError(f"{path} holds no results; {_READS}")
-    models = sorted({r["model"] for _, r in numbered if isinstance(r.get("model"), str)})
     folder = base if base is not None else _guess_base(items, path.parent)
     for item in items:
         item.file = folder / item.file
     return Results(
         source=path,
         items=items,
-        vocabulary=_vocabulary(items),
-        model=", ".join(models) or None,
+        vocabulary=_vocabulary(items, layout.tags),
+        model=", ".join(sorted(models)) or None,
         base=folder,
+        scored=layout.tags,
     )
+
+
+def _records(path: Path) -> Iterator[tuple[str, object]]:
+    """(where, record) of a JSON array or JSONL file, a line at a time for JSONL."""
+    try:
+        # Only "\n" ends a JSONL record: paths may hold other line breaks.
+        handle = open(path, encoding="utf-8", errors="replace", newline="\n")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        start = handle.read(4096).lstrip()
+        handle.seek(0)
+        if not start:
+            raise DatasetError(f"{path} is empty; {_READS}")
+        if start.startswith("["):
+            try:
+                records = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(
+                    f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})"
+                ) from None
+            for number, record in enumerate(records, start=1):
+                yield f"{path} (record {number})", record
+        elif start.startswith("{"):
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield f"{path}:{number}", _json_line(line, f"{path}:{number}")
+        else:
+            first = start.split("\n", 1)[0]
+            kind = "CSV output" if next(csv.reader([first]), [""])[0] == "path" else "not JSON"
+            raise DatasetError(f"{path} is {kind}; {_READS}")
 
 
 def _json_line(line: str, where: str):
@@ -143,7 +159,41 @@ def _json_line(line: str, where: str):
         raise DatasetError(f"{where} is not valid JSON ({exc.msg}); {_READS}") from None
 
 
-def _item(record, where: str) -> Item:
+class _ScoreLayout:
+    """The order of every-tag scores, set by the first record that has them; a record's
+    scores become one float32 row in that order (NaN for a tag it lacks)."""
+
+    def __init__(self) -> None:
+        self.tags: list[tuple[str, str]] = []
+        self.heads: dict[str, tuple[str, ...]] = {}
+        self.offsets: dict[str, int] = {}
+        self.index: dict[tuple[str, str], int] = {}
+
+    def row(self, scores: dict, where: str) -> np.ndarray:
+        if not self.tags:
+            for head, values in scores.items():
+                self.offsets[head] = len(self.tags)
+                self.heads[head] = tuple(values)
+                self.tags.extend((head, tag) for tag in values)
+            self.index = {key: i for i, key in enumerate(self.tags)}
+        row = np.full(len(self.tags), np.nan, dtype=np.float32)
+        try:
+            for head, values in scores.items():
+                if tuple(values) == self.heads.get(head):
+                    start = self.offsets[head]
+                    row[start : start + len(values)] = np.fromiter(
+                        values.values(), np.float32, len(values)
+                    )
+                    continue
+                for tag, value in values.items():
+                    if (head, tag) in self.index:
+                        row[self.index[(head, tag)]] = float(value)
+        except (TypeError, ValueError, AttributeError):
+            raise DatasetError(f'{where}: "scores" must map each head to tag scores') from None
+        return row
+
+
+def _item(record, where: str, layout: _ScoreLayout) -> Item:
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         raise DatasetError(f'{where} has no "path"; it is not a furrytag result; {_READS}')
     tags = record.get("tags")
@@ -156,10 +206,7 @@ def _item(record, where: str) -> Item:
             f"it is not a furrytag result; {_READS}"
         )
     scores = record.get("scores")
-    if scores is not None and not (
-        isinstance(scores, dict)
-        and all(isinstance(v, dict) and all(map(_is_score, v.values())) for v in scores.values())
-    ):
+    if scores is not None and not isinstance(scores, dict):
         raise DatasetError(f'{where}: "scores" must map each head to tag scores')
     rating = record.get("rating")
     rating_score = record.get("rating_score")
@@ -172,7 +219,7 @@ def _item(record, where: str) -> Item:
         },
         rating=rating if isinstance(rating, str) else None,
         rating_score=float(rating_score) if _is_score(rating_score) else None,
-        scores=scores,
+        scores=layout.row(scores, where) if scores is not None else None,
     )
 
 
@@ -191,11 +238,14 @@ def _guess_base(items: Sequence[Item], results_folder: Path) -> Path:
     return results_folder.resolve() if found_there > found_here else here
 
 
-def _vocabulary(items: Sequence[Item]) -> dict[str, list[str]]:
+def _vocabulary(
+    items: Sequence[Item], scored: Sequence[tuple[str, str]] = ()
+) -> dict[str, list[str]]:
     """Every head's tags: the model's (from the scores, else the shipped lists), then any others."""
-    first = next((item.scores for item in items if item.scores), None)
-    if first is not None:
-        vocabulary = {head: list(tags) for head, tags in first.items()}
+    vocabulary: dict[str, list[str]] = {}
+    if scored:
+        for head, tag in scored:
+            vocabulary.setdefault(head, []).append(tag)
     else:
         vocabulary = {head: list(tags) for head, tags in CategorySet.load().heads.items()}
     known = {head: set(tags) for head, tags in vocabulary.items()}
