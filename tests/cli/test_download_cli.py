@@ -146,3 +146,28 @@ def test_unknown_name_suggests_the_close_one(capsys, monkeypatch, tmp_path):
 def test_a_url_that_is_not_http_is_refused(capsys, monkeypatch, url):
     result = invoke(capsys, monkeypatch, "download", "--url", url)
     assert result.code == 2 and "--url takes an http:// or https:// address" in result.stderr
+
+
+def test_cache_dir_without_furrytag_home_keeps_the_installed_files_intact(
+    native_zip, capsys, monkeypatch, tmp_path
+):
+    # Only --cache-dir names the cache: the conversion the lite engine caches must go
+    # there too, never into the verified model folder nor the user's own cache.
+    monkeypatch.delenv("FURRYTAG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user" / ".cache"))
+    store = tmp_path / "store"
+    done = invoke(
+        capsys, monkeypatch, "download", "--from-file", native_zip, "tiny", "--cache-dir", store
+    )
+    assert done.code == 0, done.stderr
+    picture = image(tmp_path)
+    for _ in range(2):
+        tagged = invoke(
+            capsys, monkeypatch, "tag", picture, "--model", "tiny", "--engine", "lite",
+            "--cache-dir", store, "-q",
+        )  # fmt: skip
+        assert tagged.code == 0, tagged.stderr
+    assert list((store / "lite").rglob("*.tflite"))
+    assert not list((store / "models").rglob("*.tflite"))
+    assert not (tmp_path / "user").exists()

@@ -133,6 +133,16 @@ def test_bundles_in_the_model_cache_convert_into_the_cache_folder(native_bundle_
     assert not path.is_relative_to(furrytag_home / "models")
 
 
+def test_models_installed_under_another_home_convert_into_the_given_home(
+    native_bundle_dir, tmp_path
+):
+    installed = tmp_path / "elsewhere" / "models" / "tiny"
+    shutil.copytree(native_bundle_dir, installed / "unpacked" / "tiny-bundle")
+    (installed / "manifest.json").write_text("{}")
+    path = cache_path(load_bundle(installed / "unpacked" / "tiny-bundle"), home=tmp_path / "mine")
+    assert path.is_relative_to(tmp_path / "mine" / "lite")
+
+
 @pytest.mark.parametrize("damage", ["garbage", pytest.param("truncated", marks=pytest.mark.slow)])
 def test_a_damaged_cached_file_is_rebuilt(native_bundle_dir, native_copy, damage):
     reference = LiteEngine(load_bundle(native_bundle_dir))

@@ -39,6 +39,8 @@ def test_native_bundle_loads_from_a_zip(native_bundle_dir, tmp_path):
             zf.write(file, f"top/{file.name}")
     bundle = load_bundle(archive)
     assert bundle.name == "tiny-test" and (bundle.path / "model.keras").is_file()
+    home = tmp_path / "home"
+    assert load_bundle(archive, home=home).path.is_relative_to(home / "unpacked")
 
 
 def _copy(native_bundle_dir, tmp_path) -> Path:

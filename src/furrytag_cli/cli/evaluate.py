@@ -160,7 +160,12 @@ def evaluate_command(
         bars: list[BatchProgress] = []
         try:
             result = evaljob.evaluate_model(
-                bundle, request, progress=progress, label=label, notify=notice if show else None
+                bundle,
+                request,
+                progress=progress,
+                label=label,
+                notify=notice if show else None,
+                home=cache_dir,
             )
         finally:
             for bar in bars:

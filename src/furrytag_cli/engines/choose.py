@@ -1,6 +1,7 @@
 """Choosing the engine for a bundle, device and wish: keras, lite, or auto."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import ConfigError
@@ -17,11 +18,13 @@ def load_engine(
     device: str = "cpu",
     quantize: str = "none",
     notify: Callable[[str], None] | None = notice,
+    home: Path | None = None,
 ) -> Engine:
     """The engine for ``bundle``: ``engine`` is "keras", "lite", or "auto" (lite on a
     CPU, keras on a GPU). ``notify`` (when not None) hears of a first conversion to
     LiteRT and, when the model cannot be converted, of the keras engine running it
-    instead, with the reason."""
+    instead, with the reason. ``home`` is the cache home (the ``--cache-dir`` value) that
+    conversions of bundles in the cache go to."""
     from furrytag_cli.engines.lite import QUANTIZE, LiteConversionError, LiteEngine
 
     if engine not in ENGINES:
@@ -38,7 +41,9 @@ def load_engine(
             )
         return KerasEngine(bundle, embeddings=embeddings, device=device)
     try:
-        return LiteEngine(bundle, embeddings=embeddings, quantize=quantize, notify=notify)
+        return LiteEngine(
+            bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home
+        )
     except LiteConversionError as exc:
         if notify is not None:
             notify(f"{exc}; using the keras engine instead")

@@ -2,10 +2,10 @@
 by the XNNPACK delegate with one thread per core.
 
 Conversion (TensorFlow's ``TFLiteConverter``) takes seconds to a minute, so its result is
-cached. The cache file sits beside the bundle, in ``<bundle folder>.lite/``, or under
-``<cache home>/lite/`` when the bundle lives in furrytag's own cache (whose unpacked
-files are verified against their recorded digest) or its parent folder is not
-writable. A cached file is named by a hash of the bundle's content, the converter's
+cached, in the folder the cache layout (``store/layout.py``) gives: beside the bundle, in
+``<bundle folder>.lite/``, or under ``<cache home>/lite/`` when the bundle lives in
+furrytag's own cache (whose unpacked files are verified against their recorded digest)
+or its parent folder is not writable. A cached file is named by a hash of the bundle's content, the converter's
 version and the quantization, so an edited bundle or a new TensorFlow converts afresh;
 it is written to a temporary file and renamed, so readers never see half a model.
 
@@ -62,9 +62,10 @@ def converter_version() -> str:
     return f"tensorflow-{tensorflow().__version__}"
 
 
-def cache_path(bundle: Bundle, quantize: str = "none") -> Path:
-    """Where the converted flatbuffer of ``bundle`` is (or will be) cached."""
-    from furrytag_cli.store.layout import cache_home, file_sha256
+def cache_path(bundle: Bundle, quantize: str = "none", home: Path | None = None) -> Path:
+    """Where the converted flatbuffer of ``bundle`` is (or will be) cached; ``home`` is
+    the cache home (the ``--cache-dir`` value)."""
+    from furrytag_cli.store.layout import conversion_dir, file_sha256
 
     # Only the weights and the input size shape the flatbuffer: new thresholds or tags
     # in a native bundle's metadata keep its conversion.
@@ -74,16 +75,7 @@ def cache_path(bundle: Bundle, quantize: str = "none") -> Path:
     key = hashlib.sha256(
         f"{weights}|{bundle.input_size}|{converter_version()}|{quantize}|{_LAYOUT}".encode()
     ).hexdigest()[:16]
-    name = f"{quantize}-{key}{SUFFIX}"
-    root = bundle.path.resolve()
-    home = cache_home().resolve()
-    beside = root.parent / f"{root.name}.lite"
-    if not root.is_relative_to(home) and os.access(
-        beside if beside.is_dir() else root.parent, os.W_OK
-    ):
-        return beside / name
-    place = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return home / "lite" / f"{root.name}-{place}" / name
+    return conversion_dir(bundle.path, ".lite", home) / f"{quantize}-{key}{SUFFIX}"
 
 
 def convert(bundle: Bundle, quantize: str = "none") -> bytes:
@@ -198,6 +190,7 @@ class LiteEngine:
         quantize: str = "none",
         threads: int | None = None,
         notify: Callable[[str], None] | None = None,
+        home: Path | None = None,
     ):
         if quantize not in QUANTIZE:
             raise FurrytagError(
@@ -208,7 +201,7 @@ class LiteEngine:
         self.quantize = quantize
         self.threads = threads or cpu_threads()
         self._heads = bundle.categories.head_names
-        self.model_path = cache_path(bundle, quantize)
+        self.model_path = cache_path(bundle, quantize, home)
         self.converted = False
         runner = self._open(self.model_path) if self.model_path.is_file() else None
         if runner is None:

@@ -144,12 +144,14 @@ def evaluate_model(
     progress: Callable[[str, int | None], Callable[[list | int], None]] | None = None,
     label: str | None = None,
     notify: Callable[[str], None] | None = notice,
+    home: Path | None = None,
 ) -> ModelReport:
     """Score ``bundle`` on the request's images (cached scores reused) and measure it.
 
     ``progress(label, total)`` returns the callback each scoring pass reports batches to.
     ``label`` names the model in the scores cache (default: the bundle's name);
-    ``notify`` hears of the engine's first conversion (None: silence).
+    ``notify`` hears of the engine's first conversion (None: silence); ``home`` is the
+    cache home (the ``--cache-dir`` value) conversions of cached models go to.
     """
     tagger = None
     model_id = bundle.model_id
@@ -173,7 +175,11 @@ def evaluate_model(
 
             if tagger is None:
                 tagger = Tagger(
-                    bundle, batch_size=request.batch_size, device=request.device, notify=notify
+                    bundle,
+                    batch_size=request.batch_size,
+                    device=request.device,
+                    notify=notify,
+                    home=home,
                 )
             report = progress(f"Scoring {source.name}", source.size()) if progress else None
             if source.labels is None:
@@ -227,8 +233,7 @@ def write_thresholds(report: ModelReport, home: Path | None = None) -> Path:
             "thresholds in; save them with --save-thresholds FILE instead and tag with "
             "--thresholds FILE"
         )
-    models = (cache.cache_home(home) / "models").resolve()
-    if bundle.path.resolve().is_relative_to(models):
+    if cache.in_installed_model(bundle.path, home):
         raise ConfigError(
             f"{bundle.path} is a cached download, whose files are checked against the hash "
             "recorded at install, so furrytag does not change them; save the thresholds with "

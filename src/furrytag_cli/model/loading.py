@@ -1,7 +1,6 @@
 """Opening models: any path (a bundle folder, a .zip of one, a legacy SavedModel) → a
 ``Bundle``; a ``Bundle`` → its Keras model."""
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -11,11 +10,12 @@ from furrytag_cli.model.legacy import legacy_bundle
 from furrytag_cli.model.network import EMBEDDING
 
 
-def load_bundle(path: Path, *, normalized: bool | None = None) -> Bundle:
+def load_bundle(path: Path, *, normalized: bool | None = None, home: Path | None = None) -> Bundle:
     """Read a bundle's metadata from a folder or .zip (weights are loaded by the engine).
 
     For a legacy SavedModel, ``normalized`` says whether it expects normalised inputs;
-    when None it is looked up in the registry by the folder names on the path.
+    when None it is looked up in the registry by the folder names on the path. A .zip is
+    unpacked once into the cache home ``home`` (the ``--cache-dir`` value).
     """
     path = Path(path)
     if not path.exists():
@@ -23,7 +23,7 @@ def load_bundle(path: Path, *, normalized: bool | None = None) -> Bundle:
             f"model not found: {path} (give a bundle folder, a .zip, or a model name)"
         )
     if path.is_file() and zipfile.is_zipfile(path):
-        path = _unpack_zip(path)
+        path = _unpack_zip(path, home)
     elif path.is_file():
         raise BundleError(f"{path} is not a bundle folder or .zip of one")
     root = locate_bundle(path)
@@ -48,14 +48,12 @@ def locate_bundle(path: Path) -> Path:
     )
 
 
-def _unpack_zip(path: Path) -> Path:
-    """Unpack a zipped bundle once into the cache (keyed by the zip's path, size and mtime)."""
+def _unpack_zip(path: Path, home: Path | None) -> Path:
+    """Unpack a zipped bundle once into the cache."""
     from furrytag_cli.store.archive import extract
-    from furrytag_cli.store.layout import cache_home
+    from furrytag_cli.store.layout import unpacked_zip_dir
 
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    target = cache_home() / "unpacked" / f"{path.stem}-{key[:16]}"
+    target = unpacked_zip_dir(path, home)
     if not target.is_dir():
         extract(path, target)
     return target

@@ -1,15 +1,21 @@
-"""The model cache: where downloaded models live, and what is cached.
+"""The cache layout: the one place that decides every path under the cache home.
 
 Layout under ``<home>``:
 
 - ``models/<name>/manifest.json`` — source URL, sha256 and size of the archive, date,
   digest of the unpacked files, and where the bundle sits inside them;
-- ``models/<name>/unpacked/`` — the archive's contents, exactly as unpacked;
+- ``models/<name>/unpacked/`` — the archive's contents, exactly as unpacked; verified
+  against the manifest on every use, so nothing is ever written in there;
 - ``downloads/<name>-<url hash>.part`` — a partial download, resumed by the next fetch;
-- ``locks/<name>.lock`` — held while a process fetches or installs ``<name>``.
+- ``locks/<name>.lock`` — held while a process fetches or installs ``<name>``;
+- ``unpacked/<zip stem>-<hash>/`` — a zipped bundle opened by its path, unpacked once;
+- ``lite/<bundle folder>-<hash>/`` — LiteRT conversions of bundles inside the cache or
+  in folders furrytag cannot write to (others sit beside the bundle, in
+  ``<bundle folder>.lite/``).
 
-``<home>`` is ``$FURRYTAG_HOME`` when set, else the platform's user cache folder
-(``~/.cache/furrytag`` on Linux).
+``<home>`` is the ``--cache-dir`` value (``home`` here) when given, else
+``$FURRYTAG_HOME`` when set, else the platform's user cache folder (``~/.cache/furrytag``
+on Linux). Every function takes ``home`` so that the value reaches each path.
 """
 
 import hashlib
@@ -64,6 +70,49 @@ def partial_path(name: str, url: str, home: Path | None = None) -> Path:
 def lock_path(name: str, home: Path | None = None) -> Path:
     """The lock file held while model ``name`` is fetched or installed."""
     return cache_home(home) / "locks" / f"{name}.lock"
+
+
+def unpacked_zip_dir(archive: Path, home: Path | None = None) -> Path:
+    """Where a zipped bundle opened by its path is unpacked, keyed by the zip's path, size
+    and modification time (an edited zip unpacks afresh)."""
+    archive = Path(archive)
+    stat = archive.stat()
+    key = hashlib.sha256(
+        f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    ).hexdigest()
+    return cache_home(home) / "unpacked" / f"{archive.stem}-{key[:16]}"
+
+
+def conversion_dir(bundle_root: Path, suffix: str, home: Path | None = None) -> Path:
+    """The folder converted copies of the bundle at ``bundle_root`` are cached in.
+
+    Beside the bundle, in ``<folder><suffix>/``, when the bundle is the user's own and its
+    parent folder is writable; else ``<home>/lite/<folder>-<hash of its path>/``. A bundle
+    inside the cache home, or inside any installed model's folder, never gets files written
+    next to it: installed files are checked against their recorded digest.
+    """
+    root = Path(bundle_root).resolve()
+    beside = root.parent / f"{root.name}{suffix}"
+    home_root = cache_home(home).resolve()
+    if (
+        not root.is_relative_to(home_root)
+        and not in_installed_model(root, home)
+        and os.access(beside if beside.is_dir() else root.parent, os.W_OK)
+    ):
+        return beside
+    place = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return home_root / "lite" / f"{root.name}-{place}"
+
+
+def in_installed_model(path: Path, home: Path | None = None) -> bool:
+    """Whether ``path`` lies in the models folder of the cache home ``home``, or in the
+    folder of a model installed under any cache home (one with a manifest)."""
+    path = Path(path).resolve()
+    if path.is_relative_to((cache_home(home) / "models").resolve()):
+        return True
+    return any(
+        folder.name == UNPACKED and (folder.parent / MANIFEST).is_file() for folder in path.parents
+    )
 
 
 def read_manifest(name: str, home: Path | None = None) -> dict | None:

@@ -71,7 +71,7 @@ def resolve_bundle(
 
     registry = load_registry()
     if model is not None and Path(model).exists():
-        return load_bundle(Path(model))
+        return load_bundle(Path(model), home=home)
     if model is not None and _looks_like_a_path(str(model)):
         raise BundleError(
             f"model {model} does not exist: give a bundle folder or .zip, a "
@@ -114,7 +114,9 @@ class Tagger:
 
     ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras" or "lite";
     ``quantize`` ("none", "dynamic", "float16") applies to the lite engine only;
-    ``notify`` hears of a first conversion and of a fallback to keras (None: silence).
+    ``notify`` hears of a first conversion and of a fallback to keras (None: silence);
+    ``home`` is the cache home (the ``--cache-dir`` value): models by name, unpacked
+    zips and LiteRT conversions of cached models live there.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Tagger:
             device=self.device,
             quantize=quantize,
             notify=notify,
+            home=home,
         )
         # A model on a GPU leaves the CPU to decoding, which can then run ahead of it.
         self.overlap = self.engine.device == "gpu"
