@@ -69,7 +69,6 @@
       if (!META.chunks) { apply(); FT.timing.firstRender = performance.now(); }
       FT.timing.ready = performance.now();
       document.body.dataset.state = "ready";
-      apply();
     } catch (error) {
       $("#counts").textContent = String(error.message || error);
       document.body.dataset.state = "failed";
