@@ -63,3 +63,16 @@ def test_a_thumbnail_that_cannot_be_written_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot write the thumbnail"):
         make_thumbnails([image], folder)
     assert [p.name for p in folder.iterdir()] == [thumbnail_name(image)]
+
+
+def test_every_kind_of_image_tag_reads_gets_a_faithful_thumbnail(tmp_path):
+    from tests.imagefactory import write_good_images
+
+    files = write_good_images(tmp_path / "imgs")
+    thumbs = make_thumbnails(list(files.values()), tmp_path / "thumbs")
+    assert [t.status for t in thumbs] == ["ok"] * len(files)
+    for name, thumb in zip(files, thumbs):
+        with Image.open(tmp_path / "thumbs" / thumb.name) as image:
+            assert image.mode == "RGB"
+            mean = np.asarray(image).mean()
+        assert 60 < mean < 200, (name, mean)  # random pixels: never clipped to white or black

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from furrytag_cli.core.errors import OutputError
+from furrytag_cli.tagging.decode import to_rgb
 
 SIZE = 256
 FOLDER = "thumbs"
@@ -95,8 +96,8 @@ def _make_one(job: tuple[str, str]) -> str | None:
                 image.draft("RGB", (SIZE * 2, SIZE * 2))
                 image = ImageOps.exif_transpose(image)
                 image.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS)
-                mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
-                image = image.convert(mode)
+                # As tag sees it: 16-bit samples scaled, transparency on white.
+                image = Image.fromarray(to_rgb(image, alpha="white"))
     except (
         OSError,
         ValueError,
