@@ -305,7 +305,7 @@ def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(lines) + "\n")
     result = run(capsys, monkeypatch, "-m", bundle, "--labels", labels, "--json")
-    assert result.code == 0, result.stderr
+    assert result.code == 3, result.stderr  # finished, some inputs failed
     metrics = json.loads(result.stdout)["tiny-test"]
     assert metrics["images"] == 4
     assert (
@@ -367,7 +367,6 @@ def test_bad_labels_files(tmp_path, name, text, message):
     "args, message",
     [
         ((), "give either --data DATA"),
-        (("--split", "dev"), "--split must be one of train, val, test"),
         (("--tune-on", "everything"), "--tune-on must be one of"),
         (("--batch-size", "-3"), "--batch-size must be at least 1; received -3"),
         (("--threshold", "2"), "--threshold must be from 0 to 1; received 2.0"),
@@ -387,6 +386,12 @@ def test_bad_options(packed, capsys, monkeypatch, args, message):
     result = run(capsys, monkeypatch, "-m", bundle, *with_data, *args)
     assert result.code == 1
     assert message in result.stderr
+
+
+def test_a_split_not_among_the_choices_is_a_usage_error(packed, capsys, monkeypatch):
+    data, _, bundle, _ = packed
+    result = run(capsys, monkeypatch, "-m", bundle, "--data", data, "--split", "dev")
+    assert result.code == 2 and "'dev' is not one of 'train', 'val', 'test'" in result.stderr
 
 
 def test_missing_split_says_how_to_get_it(packed, capsys, monkeypatch, tmp_path):

@@ -100,7 +100,7 @@ def test_wrong_extensions_are_judged_by_content(run, native_bundle_dir, tmp_path
     Image.fromarray(pixels(3)).save(folder / "really-a-gif.webp", "GIF")
     (folder / "really-text.bmp").write_text("hello\n")
     result = run("tag", folder, "-m", native_bundle_dir, "-o", tmp_path / "out.jsonl")
-    assert result.code == 1
+    assert result.code == 3
     assert sorted(Path(r["path"]).name for r in records(tmp_path / "out.jsonl")) == [
         "really-a-gif.webp",
         "really-a-jpeg.png",
@@ -182,7 +182,7 @@ def test_symlink_loops_odd_files_and_non_utf8_names(run, native_bundle_dir, tmp_
     os.mkfifo(folder / "pipe.jpg")
     (folder / "folder.png").mkdir()
     result = run("tag", folder, "-m", native_bundle_dir, "-o", tmp_path / "out.jsonl")
-    assert result.code == 1
+    assert result.code == 3
     assert sorted(r["path"] for r in records(tmp_path / "out.jsonl")) == [
         f"{folder}/caf\\xe9.png",
         f"{folder}/fine.png",
@@ -222,7 +222,7 @@ def test_unreadable_file_is_reported(native_bundle_dir, tmp_path):
         preexec_fn=_without_root_file_access,
     )
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 3, err
     assert "secret.png: cannot read: Permission denied" in err
     assert [Path(r["path"]).name for r in records(tmp_path / "out.jsonl")] == ["fine.png"]
 

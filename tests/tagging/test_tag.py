@@ -39,7 +39,7 @@ def test_every_good_kind_is_tagged_and_every_bad_file_reported(run, native_bundl
     bad = write_bad_images(tmp_path / "mix")
     (tmp_path / "mix" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     result = run("tag", tmp_path / "mix", "-m", native_bundle_dir, "-o", tmp_path / "out.jsonl")
-    assert result.code == 1
+    assert result.code == 3  # finished, some inputs failed
     done = {os.path.basename(r["path"]) for r in records((tmp_path / "out.jsonl").read_text())}
     assert done == set(good)
     report = (tmp_path / "out.jsonl.failures.tsv").read_text()
@@ -47,6 +47,23 @@ def test_every_good_kind_is_tagged_and_every_bad_file_reported(run, native_bundl
         assert name in result.stderr and name in report
     assert "decompression bomb" in report and "empty file" in report and "truncated" in report
     assert "Tagged 10," in result.stderr and "failed 6 of 16" in result.stderr
+
+
+def test_exit_codes_tell_some_failed_from_all_failed_and_strict(run, native_bundle_dir, tmp_path):
+    write_good_images(tmp_path / "good")
+    bad = write_bad_images(tmp_path / "bad")
+    only_bad = run("tag", tmp_path / "bad", "-m", native_bundle_dir, "-o", tmp_path / "a.jsonl")
+    assert only_bad.code == 1
+    assert only_bad.stderr.splitlines()[-1].startswith(
+        f"Error: none of the {len(bad)} files could be tagged; the reasons are in "
+    )
+    strict = run(
+        "tag", tmp_path, "-m", native_bundle_dir, "-o", tmp_path / "s.jsonl", "--strict", "-q"
+    )
+    assert strict.code == 1
+    assert "Error: stopped at the first file that failed (--strict): " in strict.stderr
+    some = run("tag", tmp_path, "-m", native_bundle_dir, "-o", tmp_path / "b.jsonl", "-q")
+    assert some.code == 3
 
 
 def test_record_fields_and_tags_follow_the_scores(run, native_bundle_dir, gallery):
@@ -602,11 +619,9 @@ def test_engine_choices_give_the_same_scores(run, native_bundle_dir, gallery):
             assert max(abs(scores[t] - lite_scores[t]) for t in scores) <= 2e-4
         assert abs(keras_record["rating_score"] - lite_record["rating_score"]) <= 2e-4
     bad = run("tag", files[0], "-m", native_bundle_dir, "--engine", "fast")
-    assert (
-        bad.code == 1 and "--engine must be one of auto, keras, lite; received 'fast'" in bad.stderr
-    )
+    assert bad.code == 2 and "'fast' is not one of 'auto', 'keras', 'lite'" in bad.stderr
     bad = run("tag", files[0], "-m", native_bundle_dir, "--engine", "lite", "--quantize", "int4")
-    assert bad.code == 1 and "--quantize must be one of none, dynamic, float16" in bad.stderr
+    assert bad.code == 2 and "'int4' is not one of 'none', 'dynamic', 'float16'" in bad.stderr
 
 
 def test_output_problems_are_reported_before_work(run, native_bundle_dir, gallery, tmp_path):
@@ -616,7 +631,7 @@ def test_output_problems_are_reported_before_work(run, native_bundle_dir, galler
     )
     assert result.code == 1 and "does not exist" in result.stderr
     result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-f", "xml")
-    assert result.code == 1 and "--format must be one of" in result.stderr
+    assert result.code == 2 and "'xml' is not one of 'jsonl', 'json', 'csv', 'txt'" in result.stderr
 
 
 def test_python_api(native_bundle_dir, gallery):

@@ -8,13 +8,19 @@ from typing import Annotated
 
 import typer
 
+from furrytag_cli.cli.conventions import (
+    ERROR,
+    PARTIAL,
+    SPLITS,
+    complete_from,
+    split_choices,
+)
 from furrytag_cli.core.errors import ConfigError
 from furrytag_cli.dataset.layout import (
     DEFAULT_USER_AGENT,
     E621_BASE_URL,
     IMAGES,
     SAMPLES,
-    SPLITS,
     STILL_FORMATS,
 )
 
@@ -36,7 +42,11 @@ CategoriesOption = Annotated[
 SplitOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--split", help=f"Only this split ({', '.join(SPLITS)}); repeatable. Default: all."
+        "--split",
+        metavar="<" + "|".join(SPLITS) + ">",
+        callback=lambda values: split_choices(values, SPLITS, "--split"),
+        autocompletion=complete_from(SPLITS),
+        help="Only these splits (repeatable, or comma-separated). Default: all.",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -151,8 +161,8 @@ def fetch_command(
     """Download the manifest's images into DATA/images/ab/cd/<md5>.<ext>, verified.
 
     Resumable: stored files are verified before they are moved into place, and a rerun
-    fetches only what is missing. Failures are listed in DATA/fetch-failures.jsonl;
-    the exit code is 1 when any remain.
+    fetches only what is missing. Failures are listed in DATA/fetch-failures.jsonl; the
+    exit code is 3 when some remain, 1 when no image could be fetched.
     """
     from furrytag_cli.dataset.images import FetchOptions, fetch_images
 
@@ -181,7 +191,7 @@ def fetch_command(
             f"Failures are listed in {report.failures}; run the command again to retry them.",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(PARTIAL if report.downloaded or report.present else ERROR)
 
 
 @app.command("pack")
@@ -202,7 +212,10 @@ def pack_command(
     categories: CategoriesOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Write TFRecord shards (<split>-00000-of-0000N.tfrecord) of the fetched images."""
+    """Write TFRecord shards (<split>-00000-of-0000N.tfrecord) of the fetched images.
+
+    Images that cannot be decoded are left out and listed; the exit code is then 3.
+    """
     from furrytag_cli.dataset.pack import pack_dataset
 
     report = pack_dataset(
@@ -233,6 +246,7 @@ def pack_command(
             f"see {report.folder / 'pack-failures.jsonl'}",
             err=True,
         )
+        raise typer.Exit(PARTIAL if packed else ERROR)
 
 
 @app.command("synth")

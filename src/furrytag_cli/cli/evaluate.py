@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from furrytag_cli.cli.conventions import PARTIAL, Device, Split
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.live import BatchProgress
 
@@ -25,9 +26,7 @@ def evaluate_command(
     data: Annotated[
         Path | None, typer.Option("--data", help="A packed dataset (from `furrytag dataset pack`).")
     ] = None,
-    split: Annotated[
-        str, typer.Option(help="Split of --data to evaluate: test, val or train.")
-    ] = "test",
+    split: Annotated[Split, typer.Option(help="Split of --data to evaluate.")] = "test",
     labels: Annotated[
         Path | None,
         typer.Option(
@@ -99,7 +98,7 @@ def evaluate_command(
         bool, typer.Option("--json", help="Print metrics as JSON on stdout.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "auto",
+    device: Annotated[Device, typer.Option(help="Where the models run.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables.")] = False,
     offline: Annotated[
         bool, typer.Option(help="Never use the network; models must be cached.")
@@ -194,6 +193,8 @@ def evaluate_command(
             typer.echo(
                 f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True
             )
+    if any(result.failed for result in reports.values()):
+        raise typer.Exit(PARTIAL)
 
 
 def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:

@@ -3,14 +3,15 @@
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from furrytag_cli.cli.conventions import INTERRUPTED, PARTIAL, Device, Engine, Quantize
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.live import BatchProgress
 
-_FORMATS = "jsonl|json|csv|txt"
+Format = Literal["jsonl", "json", "csv", "txt"]
 
 
 def tag_command(
@@ -41,12 +42,12 @@ def tag_command(
         bool, typer.Option("-0", "--null", help="Paths from stdin/@LIST are NUL-separated.")
     ] = False,
     fmt: Annotated[
-        str | None,
+        Format | None,
         typer.Option(
             "--format",
             "-f",
-            help=f"Output format: {_FORMATS}. "
-            "Default: from the -o name (.json, .csv), else jsonl (txt writes a caption beside each image).",
+            help="Output format. Default: from the -o name (.json, .csv), else jsonl "
+            "(txt writes a caption beside each image).",
         ),
     ] = None,
     output: Annotated[
@@ -69,7 +70,9 @@ def tag_command(
         str, typer.Option(help="txt: comma-separated tags put first (e.g. a trigger word).")
     ] = "",
     suffix: Annotated[str, typer.Option(help="txt: comma-separated tags put last.")] = "",
-    order: Annotated[str, typer.Option(help="txt: order tags by 'score' or by 'head'.")] = "score",
+    order: Annotated[
+        Literal["score", "head"], typer.Option(help="txt: order tags by score or by head.")
+    ] = "score",
     exclude_tags: Annotated[str, typer.Option(help="Comma-separated tags never to output.")] = "",
     threshold: Annotated[
         float | None,
@@ -99,22 +102,24 @@ def tag_command(
         Path | None, typer.Option(help="Write feature vectors to FILE.npy (+ FILE.paths.txt).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    device: Annotated[str, typer.Option(help="auto|cpu|gpu.")] = "auto",
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = "auto",
     engine: Annotated[
-        str,
+        Engine,
         typer.Option(
-            help="auto|keras|lite: lite (LiteRT, XNNPACK) is the fast "
-            "one on a CPU; auto picks it there and keras on a GPU."
+            help="lite (LiteRT, XNNPACK) is the fast one on a CPU; "
+            "auto picks it there and keras on a GPU."
         ),
     ] = "auto",
     quantize: Annotated[
-        str,
-        typer.Option(help="lite: none|dynamic|float16 weights (smaller, scores drift slightly)."),
+        Quantize,
+        typer.Option(help="lite: quantized weights (smaller, scores drift slightly)."),
     ] = "none",
     failures: Annotated[
         Path | None, typer.Option(help="Failure report (default: beside the output).")
     ] = None,
-    strict: Annotated[bool, typer.Option(help="Stop at the first file that fails.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first file that fails (exit code 1, not 3).")
+    ] = False,
     resume: Annotated[
         bool, typer.Option(help="Skip files already in the output (same file, same model).")
     ] = False,
@@ -147,8 +152,6 @@ def tag_command(
         raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
     if output == Path("-"):
         output = None
-    if order not in ("score", "head"):
-        raise FurrytagError(f"--order must be 'score' or 'head'; received {order!r}")
     spec = OutputSpec(
         fmt=fmt or format_for(output),
         output=output,
@@ -240,9 +243,15 @@ def tag_command(
 
         gallery_of_run(spec, inputs, tagger, gallery, summary.failures_file, quiet=quiet)
     if summary.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED)
+    if summary.failed and spec.strict:
+        path, reason = summary.failed[0]
+        raise FurrytagError(f"stopped at the first file that failed (--strict): {path}: {reason}")
+    if summary.failed and not summary.tagged + summary.skipped:
+        report = f"; the reasons are in {summary.failures_file}" if summary.failures_file else ""
+        raise FurrytagError(f"none of the {summary.total} files could be tagged{report}")
     if summary.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(PARTIAL)
 
 
 def _notice(message: str) -> None:

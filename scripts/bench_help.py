@@ -1,0 +1,65 @@
+"""Benchmark ``furrytag --help``: the median of whole-process runs, against 0.25 s.
+
+Side by side, in one run: the Python interpreter alone, ``furrytag --help`` and
+``furrytag tag --help`` (the console script, as a user types them), and the import of
+Typer's rich help module (``typer.rich_utils``, which pulls in rich's Markdown renderer
+and markdown-it): the time the plain help layout saves.
+
+    .venv/bin/python scripts/bench_help.py
+    .venv/bin/python scripts/bench_help.py --runs 9
+"""
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGET_S = 0.25
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median_seconds(command: list[str], runs: int) -> float:
+    subprocess.run(command, capture_output=True, check=True)  # warm the file cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="Runs per command (default 5).")
+    args = parser.parse_args()
+    furrytag = str(Path(sys.executable).with_name("furrytag"))
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "furrytag --help": [furrytag, "--help"],
+        "furrytag tag --help": [furrytag, "tag", "--help"],
+        "import typer.rich_utils": [sys.executable, "-c", "import typer.rich_utils"],
+    }
+    print(f"CPU: {cpu_model()} ({platform.python_implementation()} {platform.python_version()})")
+    print(f"median of {args.runs} whole-process runs:")
+    results = {name: median_seconds(command, args.runs) for name, command in commands.items()}
+    for name, seconds in results.items():
+        print(f"  {name:<26} {seconds:6.3f} s")
+    help_s = results["furrytag --help"]
+    verdict = "meets" if help_s <= TARGET_S else "MISSES"
+    print(f"furrytag --help: {help_s:.3f} s {verdict} the {TARGET_S} s target")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""What every command shares: the fixed choices, list options, and the exit codes.
+
+The choices are ``Literal`` types, so Typer turns them into click choices: a wrong value is
+a usage error naming them, ``--help`` lists them and shell completion offers them. The
+library checks the same values for Python callers (tests keep the two lists equal).
+"""
+
+from typing import Literal
+
+import typer
+
+Device = Literal["auto", "cpu", "gpu"]
+Engine = Literal["auto", "keras", "lite"]
+Quantize = Literal["none", "dynamic", "float16"]
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+SUCCESS = 0
+ERROR = 1
+USAGE = 2
+PARTIAL = 3
+INTERRUPTED = 130
+
+EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0    success\n"
+    "  1    error (one 'Error:' line says what went wrong; --debug shows the traceback)\n"
+    "  2    usage error: an unknown command or option, a value not among the choices\n"
+    "  3    finished, but some inputs failed (tag, evaluate, dataset fetch, dataset pack:\n"
+    "       the failures are listed)\n"
+    "  130  interrupted (Ctrl-C); what was finished is kept"
+)
+
+
+def split_commas(values: list[str] | None) -> list[str]:
+    """A repeatable option's values, each of which may also hold a comma-separated list."""
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def split_choices(values: list[str] | None, choices: tuple[str, ...], option: str) -> list[str]:
+    """:func:`split_commas`, refusing (as a usage error) a value that is not a choice."""
+    parts = split_commas(values)
+    for part in parts:
+        if part not in choices:
+            raise typer.BadParameter(
+                f"{part!r} is not one of {', '.join(map(repr, choices))}", param_hint=option
+            )
+    return parts
+
+
+def complete_from(choices: tuple[str, ...]):
+    """Shell completion of one of ``choices`` (for list options that also take commas)."""
+    return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
