@@ -118,13 +118,13 @@ def test_thresholds_top_k_heads_and_rating_cuts(run, native_bundle_dir, gallery)
     assert len(out["tags"]["body"]) == 2 and "feet" not in out["tags"]["body"]
     assert out["rating"] == "explicit"
     bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--head-threshold", "specie=0.3")
-    assert bad.code == 1 and "did you mean 'species'" in bad.stderr
+    assert bad.code == 2 and "did you mean 'species'" in bad.stderr
     bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--heads", "speciess")
-    assert bad.code == 1 and "unknown head 'speciess'" in bad.stderr
+    assert bad.code == 2 and "unknown head 'speciess'" in bad.stderr
     bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--heads", "rating")
-    assert bad.code == 1 and "the rating is always given" in bad.stderr
+    assert bad.code == 2 and "the rating is always given" in bad.stderr
     bad = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "--exclude-tags", "foxx")
-    assert bad.code == 1 and "unknown tag 'foxx' (did you mean 'fox'?)" in bad.stderr
+    assert bad.code == 2 and "unknown tag 'foxx' (did you mean 'fox'?)" in bad.stderr
 
 
 def test_tuned_thresholds_in_the_bundle_are_used_unless_disabled(
@@ -372,8 +372,8 @@ def test_captions_beside_images_and_mirrored(run, native_bundle_dir, tmp_path):
 
 
 def test_caption_order_and_underscores(native_bundle_dir):
+    from furrytag_cli.captions.style import CaptionStyle
     from furrytag_cli.tagging.predict import Tagging
-    from furrytag_cli.tagging.sinks import CaptionStyle
 
     tagging = Tagging(
         tags={
@@ -383,10 +383,10 @@ def test_caption_order_and_underscores(native_bundle_dir):
         rating="safe",
         rating_score=0.1,
     )
-    assert CaptionStyle().format(tagging) == "canid, pokemon_(species), long_tail"
+    assert CaptionStyle().format(tagging.tags, "safe") == "canid, pokemon_(species), long_tail"
     assert (
         CaptionStyle(order="head", underscores=False, escape_parens=True, suffix=("x",)).format(
-            tagging
+            tagging.tags, "safe"
         )
         == "long tail, canid, pokemon \\(species\\), x"
     )

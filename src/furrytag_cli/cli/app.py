@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import dataset, download, evaluate, gallery, models, tag, train
-from furrytag_cli.cli.conventions import ERROR, EXIT_CODES, INTERRUPTED, SUCCESS
-from furrytag_cli.core.errors import FurrytagError, Interrupted
+from furrytag_cli.cli import dataset, download, evaluate, gallery, models, retag, tag, train
+from furrytag_cli.cli.conventions import ERROR, EXIT_CODES, INTERRUPTED, SUCCESS, USAGE
+from furrytag_cli.core.errors import FurrytagError, Interrupted, UsageError
 
 app = typer.Typer(
     name="furrytag",
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.command("models")(models.models_command)
 app.command("download")(download.download_command)
 app.command("tag")(tag.tag_command)
+app.command("retag")(retag.retag_command)
 app.command("train")(train.train_command)
 app.add_typer(dataset.app, name="dataset")
 app.command("evaluate")(evaluate.evaluate_command)
@@ -68,7 +69,7 @@ def main() -> None:
         if _state["debug"]:
             raise
         typer.echo(f"Error: {exc}", err=True)
-        sys.exit(ERROR)
+        sys.exit(USAGE if isinstance(exc, UsageError) else ERROR)
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         sys.exit(INTERRUPTED)

@@ -3,18 +3,18 @@
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
+from furrytag_cli.cli import options
 from furrytag_cli.cli.conventions import INTERRUPTED, PARTIAL, Device, Engine, Quantize
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.live import BatchProgress
 
-Format = Literal["jsonl", "json", "csv", "txt"]
-
 
 def tag_command(
+    ctx: typer.Context,
     inputs: Annotated[
         list[str],
         typer.Argument(
@@ -41,63 +41,33 @@ def tag_command(
     null: Annotated[
         bool, typer.Option("-0", "--null", help="Paths from stdin/@LIST are NUL-separated.")
     ] = False,
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format. Default: from the -o name (.json, .csv), else jsonl "
-            "(txt writes a caption beside each image).",
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default or '-': stdout).")
-    ] = None,
-    output_dir: Annotated[
-        Path | None, typer.Option(help="txt: write captions here, mirroring the input tree.")
-    ] = None,
-    all_scores: Annotated[
-        bool, typer.Option("--all-scores", help="JSON/JSONL: include every tag's score.")
-    ] = False,
-    long: Annotated[
-        bool, typer.Option("--long", help="CSV: one row per (image, tag, score).")
-    ] = False,
-    underscores: Annotated[bool, typer.Option(help="txt: keep underscores in tags.")] = True,
-    escape_parens: Annotated[
-        bool, typer.Option("--escape-parens", help=r"txt: write ( ) as \( \).")
-    ] = False,
-    prefix: Annotated[
-        str, typer.Option(help="txt: comma-separated tags put first (e.g. a trigger word).")
-    ] = "",
-    suffix: Annotated[str, typer.Option(help="txt: comma-separated tags put last.")] = "",
-    order: Annotated[
-        Literal["score", "head"], typer.Option(help="txt: order tags by score or by head.")
-    ] = "score",
-    exclude_tags: Annotated[str, typer.Option(help="Comma-separated tags never to output.")] = "",
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Keep tags scoring above this (overrides tuned thresholds)."),
-    ] = None,
-    head_threshold: Annotated[
-        list[str], typer.Option(help="Per-head threshold, HEAD=VALUE (repeatable).")
-    ] = [],
-    tuned_thresholds: Annotated[
-        bool, typer.Option(help="Use the bundle's tuned per-tag thresholds when present.")
-    ] = True,
-    thresholds: Annotated[
-        Path | None,
-        typer.Option(
-            help="Tuned thresholds from this YAML/JSON file (as "
-            "evaluate --save-thresholds writes); used instead of the bundle's."
-        ),
-    ] = None,
-    top_k: Annotated[int | None, typer.Option(help="Keep at most K tags per head.")] = None,
-    rating_cuts: Annotated[
-        str | None, typer.Option(help="Rating cut points LOW,HIGH (default 1/3,2/3).")
-    ] = None,
-    heads: Annotated[
-        str | None, typer.Option(help="Only these heads, comma-separated (e.g. species,body).")
-    ] = None,
+    fmt: options.Fmt = None,
+    output: options.Output = None,
+    output_dir: options.OutputDir = None,
+    all_scores: options.AllScores = False,
+    long: options.Long = False,
+    underscores: options.Underscores = True,
+    escape_parens: options.EscapeParens = False,
+    prefix: options.Prefix = [],
+    suffix: options.Suffix = [],
+    order: options.Order = "score",
+    replace: options.Replace = [],
+    first: options.First = [],
+    rating_tag: options.RatingTag = None,
+    rating_at: options.RatingAt = "start",
+    separator: options.Separator = ", ",
+    caption_ext: options.CaptionExt = ".txt",
+    implied: options.Implied = None,
+    implications: options.Implications = None,
+    exclude_tags: options.ExcludeTags = [],
+    threshold: options.Threshold = None,
+    head_threshold: options.HeadThreshold = [],
+    tuned_thresholds: options.TunedThresholds = True,
+    thresholds: options.Thresholds = None,
+    top_k: options.TopK = None,
+    max_tags: options.MaxTags = None,
+    rating_cuts: options.RatingCuts = None,
+    heads: options.Heads = [],
     embeddings: Annotated[
         Path | None, typer.Option(help="Write feature vectors to FILE.npy (+ FILE.paths.txt).")
     ] = None,
@@ -123,12 +93,8 @@ def tag_command(
     resume: Annotated[
         bool, typer.Option(help="Skip files already in the output (same file, same model).")
     ] = False,
-    skip_existing: Annotated[
-        bool, typer.Option(help="txt: skip images that already have a caption.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an existing output, embeddings or caption files.")
-    ] = False,
+    skip_existing: options.SkipExisting = False,
+    overwrite: options.Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     offline: Annotated[
         bool, typer.Option(help="Never use the network; the model must be cached.")
@@ -138,55 +104,25 @@ def tag_command(
         Path | None,
         typer.Option(help="Then write an HTML gallery of the results here (furrytag gallery)."),
     ] = None,
+    profile: options.Profile = None,
 ) -> None:
     """Tag images with e621-style tags, per category, and a rating."""
+    values = options.with_profile(ctx, dict(locals()))
     from furrytag_cli.core.interrupt import graceful_interrupt
-    from furrytag_cli.model.categories import RatingSpec
-    from furrytag_cli.model.thresholds import load_thresholds
     from furrytag_cli.tagging.discovery import discover
-    from furrytag_cli.tagging.job import OutputSpec, TagJob, check_output, format_for
-    from furrytag_cli.tagging.predict import TagOptions, parse_head_thresholds
-    from furrytag_cli.tagging.sinks import CaptionStyle
+    from furrytag_cli.tagging.job import TagJob
+    from furrytag_cli.tagging.tagger import resolve_bundle
 
     if batch_size < 1:
         raise FurrytagError(f"--batch-size must be at least 1; received {batch_size}")
-    if output == Path("-"):
-        output = None
-    spec = OutputSpec(
-        fmt=fmt or format_for(output),
-        output=output,
-        output_dir=output_dir,
-        caption=CaptionStyle(
-            underscores=underscores,
-            escape_parens=escape_parens,
-            prefix=_split(prefix),
-            suffix=_split(suffix),
-            order=order,
-        ),
-        long=long,
-        embeddings=embeddings,
-        failures=failures,
-        resume=resume,
-        skip_existing=skip_existing,
-        overwrite=overwrite,
-        strict=strict,
+    spec = options.output_spec(
+        values, embeddings=embeddings, failures=failures, resume=resume, strict=strict
     )
-    check_output(spec)
     if gallery is not None:
         from furrytag_cli.cli.gallery import check_tag_gallery
 
         check_tag_gallery(spec, inputs)
-    options = TagOptions(
-        threshold=threshold,
-        head_thresholds=parse_head_thresholds(head_threshold),
-        tuned=tuned_thresholds,
-        thresholds=load_thresholds(thresholds) if thresholds else None,
-        top_k=top_k,
-        heads=_split(heads) or None,
-        rating_cuts=RatingSpec.parse_cuts(rating_cuts).cuts if rating_cuts else None,
-        exclude_tags=frozenset(_split(exclude_tags)),
-        all_scores=all_scores,
-    )
+    tag_options = options.selection(values)
     found = discover(inputs, recursive=recursive, globs=glob, excludes=exclude, null_separated=null)
     if not found.files and not found.problems:
         filters = "".join(f", matching {g!r}" for g in glob) + "".join(
@@ -203,17 +139,16 @@ def tag_command(
     show = not quiet
     from furrytag_cli.tagging.tagger import Tagger
 
+    bundle = resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+    spec = options.fit_to_model(spec, values, bundle)
     tagger = Tagger(
-        model,
-        options=options,
+        bundle,
+        options=tag_options,
         batch_size=batch_size,
         embeddings=embeddings is not None,
         device=device,
         engine=engine,
         quantize=quantize,
-        home=cache_dir,
-        offline=offline,
-        progress=show,
         notify=_notice if show else None,
     )
     dirs = [Path(i) for i in inputs if os.path.isdir(i)]
@@ -256,7 +191,3 @@ def tag_command(
 
 def _notice(message: str) -> None:
     typer.echo(f"furrytag: {message}", err=True)
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]

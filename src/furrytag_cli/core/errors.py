@@ -1,7 +1,8 @@
 """The one exception family of furrytag.
 
 Every error a user can cause or fix is a ``FurrytagError``; its message says what was
-wrong and what to do. The CLI prints it as ``Error: <message>`` and exits 1.
+wrong and what to do. The CLI prints it as ``Error: <message>`` and exits 1 (2 for a
+``UsageError``: an option or its value is wrong).
 """
 
 
@@ -11,6 +12,10 @@ class FurrytagError(Exception):
 
 class ConfigError(FurrytagError):
     """A config or metadata file is malformed or holds unknown keys or bad values."""
+
+
+class UsageError(ConfigError):
+    """A command-line option, or a profile holding options, is wrong (exit code 2)."""
 
 
 class CategoryError(FurrytagError):

@@ -18,6 +18,7 @@ from pathlib import Path
 from furrytag_cli.core.errors import ConfigError, DatasetError
 from furrytag_cli.dataset.export_tables import ExportFiles, ExportTable, read_relations
 from furrytag_cli.dataset.families import ParentLinks
+from furrytag_cli.dataset.implications import implication_table, write_table
 from furrytag_cli.dataset.layout import E621_BASE_URL, STILL_FORMATS
 from furrytag_cli.dataset.manifest import (
     MANIFEST,
@@ -113,7 +114,8 @@ def build_dataset(
     *,
     progress: bool = False,
 ) -> BuildReport:
-    """Write ``out/manifest.jsonl``, ``out/stats.json`` and ``out/summary.txt`` from an export."""
+    """Write ``out/manifest.jsonl``, ``out/stats.json``, ``out/summary.txt`` and
+    ``out/implications.json`` (which head tags imply which) from an export."""
     categories = categories or CategorySet.load()
     options = options or BuildOptions()
     files = ExportFiles.find(export)
@@ -191,6 +193,7 @@ def build_dataset(
     report.seconds = time.perf_counter() - started
     report.stats = counter.to_dict(build=_build_record(files, options, report))
     write_stats(out, report.stats)
+    write_table(out, implication_table(resolver))
     return report
 
 

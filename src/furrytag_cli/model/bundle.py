@@ -37,6 +37,7 @@ _KEYS = (
     "thresholds",
     "metrics",
     "provenance",
+    "implications",
 )
 
 
@@ -54,6 +55,7 @@ class Bundle:
     thresholds: Mapping | None = None
     metrics: Mapping = field(default_factory=dict)
     provenance: Mapping = field(default_factory=dict)
+    implications: Mapping[str, list[str]] | None = None  # {tag: the model tags it implies}
 
     @property
     def rating(self) -> RatingSpec:
@@ -99,6 +101,7 @@ class Bundle:
             "thresholds": dict(self.thresholds) if self.thresholds else None,
             "metrics": dict(self.metrics),
             "provenance": dict(self.provenance),
+            "implications": dict(self.implications) if self.implications else None,
         }
 
 
@@ -158,6 +161,7 @@ def read_native(root: Path) -> Bundle:
         )
         categories = CategorySet(heads=heads, rating=rating_spec)
         preprocess = PreprocessSpec.from_dict(meta["preprocess"], where=f"{where}: preprocess")
+        implications = _implications(meta.get("implications"), where)
     except (ConfigError, CategoryError) as exc:
         raise BundleError(str(exc)) from None
     if not (root / WEIGHTS).is_file():
@@ -173,7 +177,20 @@ def read_native(root: Path) -> Bundle:
         thresholds=meta.get("thresholds"),
         metrics=meta.get("metrics") or {},
         provenance=meta.get("provenance") or {},
+        implications=implications,
     )
+
+
+def _implications(value, where: str) -> dict[str, list[str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in value.values()
+    ):
+        raise ConfigError(
+            f"{where}: implications must map each tag to a list of the tags it implies"
+        )
+    return {str(tag): list(implied) for tag, implied in value.items()}
 
 
 def _model_widths(model) -> dict[str, int]:

@@ -20,12 +20,16 @@ DEFAULT_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Global, per-head and per-tag thresholds; ``default`` is stored under ``global``."""
+    """Global, per-head and per-tag thresholds; ``default`` is stored under ``global``.
+
+    ``model`` (``name@fingerprint``, optional) is the model they were tuned for.
+    """
 
     default: float = DEFAULT_THRESHOLD
     per_head: Mapping[str, float] = field(default_factory=dict)
     per_tag: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False)  # a file, named in errors
+    model: str | None = field(default=None, compare=False)
 
     @property
     def _named(self) -> str:
@@ -54,8 +58,10 @@ class Thresholds:
         return {head: self.vector(head, head_tags) for head, head_tags in tags.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for a YAML or JSON file: ``{"global", "per_head", "per_tag"}``."""
-        return {
+        """Plain data for a YAML or JSON file: ``{"global", "per_head", "per_tag"}`` (and
+        ``"model"`` when known)."""
+        data = {"model": self.model} if self.model is not None else {}
+        return data | {
             "global": float(self.default),
             "per_head": {h: float(t) for h, t in self.per_head.items()},
             "per_tag": {
@@ -67,8 +73,14 @@ class Thresholds:
     def from_dict(cls, data: Any, where: str = "thresholds") -> "Thresholds":
         """Validate and load what :meth:`to_dict` wrote; ``where`` names the source in errors."""
         check_keys(
-            data, allowed=("global", "per_head", "per_tag"), required=("global",), where=where
+            data,
+            allowed=("global", "per_head", "per_tag", "model"),
+            required=("global",),
+            where=where,
         )
+        model = data.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ConfigError(f"{where}.model must be a model name@fingerprint; received {model!r}")
         per_head = _mapping(data.get("per_head"), f"{where}.per_head")
         per_tag = _mapping(data.get("per_tag"), f"{where}.per_tag")
         return cls(
@@ -81,6 +93,7 @@ class Thresholds:
                 }
                 for h, tags in per_tag.items()
             },
+            model=model,
         )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from furrytag_cli.captions.style import CaptionStyle
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.core.interrupt import StopFlag
 from furrytag_cli.tagging.discovery import display_path
@@ -19,7 +20,6 @@ from furrytag_cli.tagging.resume import done_keys, file_key, read_records
 from furrytag_cli.tagging.sinks import (
     FORMATS,
     CaptionSink,
-    CaptionStyle,
     CsvSink,
     EmbeddingSink,
     JsonlSink,
@@ -94,8 +94,9 @@ def check_output(spec: OutputSpec) -> None:
         )
     if spec.fmt != "txt" and (spec.caption != CaptionStyle() or spec.skip_existing):
         raise OutputError(
-            "--prefix, --suffix, --order, --escape-parens, --no-underscores and "
-            f"--skip-existing shape caption files (-f txt), not {spec.fmt} output"
+            "--prefix, --suffix, --order, --escape-parens, --no-underscores, --replace, "
+            "--first, --rating-tag, --separator, --caption-ext, --implied and --skip-existing "
+            f"shape caption files (-f txt), not {spec.fmt} output"
         )
     if spec.fmt != "csv" and spec.long:
         raise OutputError(f"--long is a CSV layout (-f csv); {spec.fmt} output has no long form")
@@ -119,6 +120,20 @@ def check_output(spec: OutputSpec) -> None:
                 f"{target} already exists; use --resume to continue that run or "
                 "--overwrite to replace it"
             )
+
+
+def open_output(
+    spec: OutputSpec, heads: Sequence[str], stdout: TextIO, previous: Sequence[dict] = ()
+) -> TagSink:
+    """The JSONL, JSON or CSV sink of ``spec`` (``previous`` records are kept by a resumed JSON)."""
+    stream = stdout if spec.output is None else None
+    if spec.fmt == "jsonl":
+        if stream is not None:
+            return JsonlSink(stream, owned=False)
+        return JsonlSink.to_path(spec.output, append=spec.resume)
+    if spec.fmt == "json":
+        return JsonSink(spec.output, stream, previous=previous)
+    return CsvSink(spec.output, heads, spec.long, stream)
 
 
 class TagJob:
@@ -216,19 +231,10 @@ class TagJob:
     def _sinks(self) -> tuple[TagSink, EmbeddingSink | None]:
         """The main output and the embeddings output (when asked for)."""
         spec = self.spec
-        stream = self.stdout if spec.output is None else None
-        if spec.fmt == "jsonl":
-            main = (
-                JsonlSink(stream, owned=False)
-                if stream
-                else JsonlSink.to_path(spec.output, append=spec.resume)
-            )
-        elif spec.fmt == "json":
-            main = JsonSink(spec.output, stream, previous=self.previous)
-        elif spec.fmt == "csv":
-            main = CsvSink(spec.output, self.tagger.predictor.heads, spec.long, stream)
-        else:
+        if spec.fmt == "txt":
             main = self._caption_sink(self.files)
+        else:
+            main = open_output(spec, self.tagger.predictor.heads, self.stdout, self.previous)
         if spec.embeddings is None:
             return main, None
         return main, EmbeddingSink(spec.embeddings, previous=self.embedded)

@@ -1,11 +1,17 @@
-"""Scores → tags: thresholds (global, per head, tuned per tag, from a file), top-k, rating bins, exclusions."""
+"""Scores → tags: thresholds (global, per head, tuned per tag, from a file), top-k, a cap on
+the tags of an image, rating bins, exclusions.
+
+Scores are rounded to 4 decimals before anything is decided, as outputs write them, so
+that tags chosen again from saved scores (``furrytag retag``) are exactly the same.
+"""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from furrytag_cli.core.errors import ConfigError
+from furrytag_cli.captions.names import TagNames
+from furrytag_cli.core.errors import ConfigError, UsageError
 from furrytag_cli.core.schema import did_you_mean
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.model.bundle import Bundle
@@ -22,6 +28,7 @@ class TagOptions:
     tuned: bool = True
     thresholds: Thresholds | None = None
     top_k: int | None = None
+    max_tags: int | None = None
     heads: Sequence[str] | None = None
     rating_cuts: tuple[float, float] | None = None
     exclude_tags: frozenset[str] = frozenset()
@@ -53,31 +60,28 @@ class Predictor:
         heads = list(options.heads) if options.heads else list(head_names)
         for head in heads:
             if head == "rating":
-                raise ConfigError(
+                raise UsageError(
                     f"the rating is always given; --heads picks among the tag heads: "
                     f"{', '.join(head_names)}"
                 )
             if head not in head_names:
-                raise ConfigError(
+                raise UsageError(
                     f"unknown head {head!r}{did_you_mean(head, head_names)}; "
                     f"heads are {', '.join(head_names)}"
                 )
         for head in options.head_thresholds:
             if head not in head_names:
-                raise ConfigError(
+                raise UsageError(
                     f"--head-threshold names unknown head {head!r}{did_you_mean(head, head_names)}"
                 )
         for value in (options.threshold, *options.head_thresholds.values()):
             if value is not None and not 0.0 <= value <= 1.0:
-                raise ConfigError(f"thresholds must be between 0 and 1; received {value}")
-        known = {tag for head in head_names for tag in bundle.categories.tags(head)}
-        unknown = sorted(options.exclude_tags - known)
-        if unknown:
-            raise ConfigError(
-                f"--exclude-tags names unknown tag {unknown[0]!r}{did_you_mean(unknown[0], known)}"
-            )
-        if options.top_k is not None and options.top_k < 1:
-            raise ConfigError(f"--top-k must be at least 1; received {options.top_k}")
+                raise UsageError(f"thresholds must be between 0 and 1; received {value}")
+        names = TagNames(t for head in head_names for t in bundle.categories.tags(head))
+        excluded = set(names.resolve(sorted(options.exclude_tags), "--exclude-tags"))
+        for option, value in (("--top-k", options.top_k), ("--max-tags", options.max_tags)):
+            if value is not None and value < 1:
+                raise UsageError(f"{option} must be at least 1; received {value}")
         self.heads = heads
         self.tags = {h: bundle.categories.tags(h) for h in heads}
         self.rating = RatingSpec(cuts=options.rating_cuts) if options.rating_cuts else bundle.rating
@@ -85,11 +89,15 @@ class Predictor:
         tuned = options.thresholds
         if tuned is None and options.tuned and bundle.thresholds:
             tuned = Thresholds.from_dict(bundle.thresholds, where="bundle thresholds")
+        if tuned is not None and tuned.model is not None and tuned.model != bundle.model_id:
+            raise ConfigError(
+                f"{tuned.source or 'the thresholds'} were tuned for model {tuned.model}, and this "
+                f"is {bundle.model_id}; tune them again for this model (furrytag evaluate "
+                "--save-thresholds) or use the matching model"
+            )
         self._tuned = tuned.vectors(bundle.categories.heads) if tuned is not None else None
         self.thresholds = {h: self._vector(bundle, h) for h in heads}
-        self.keep = {
-            h: np.array([t not in options.exclude_tags for t in self.tags[h]]) for h in heads
-        }
+        self.keep = {h: np.array([t not in excluded for t in self.tags[h]]) for h in heads}
 
     def _vector(self, bundle: Bundle, head: str) -> np.ndarray:
         tags = self.tags[head]
@@ -104,29 +112,57 @@ class Predictor:
 
     def predict(self, scores: Scores, row: int) -> Tagging:
         """The tags of row ``row`` of a batch's scores."""
+        return self.tagging(
+            {h: np.round(scores.heads[h][row].astype(np.float64), 4) for h in self.heads},
+            round(float(scores.rating[row]), 4),
+            scores.embedding[row] if scores.embedding is not None else None,
+        )
+
+    def tagging(
+        self,
+        values: Mapping[str, np.ndarray],
+        rating_score: float,
+        embedding: np.ndarray | None = None,
+    ) -> Tagging:
+        """The tags of one image from its scores rounded to 4 decimals: ``values`` per head
+        (in the model's tag order) and the rating's."""
         tags = {}
         for head in self.heads:
-            values = scores.heads[head][row]
-            chosen = np.flatnonzero((values > self.thresholds[head]) & self.keep[head])
-            chosen = chosen[np.argsort(-values[chosen], kind="stable")]
+            scores = values[head]
+            chosen = np.flatnonzero((scores > self.thresholds[head]) & self.keep[head])
+            chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
             if self.options.top_k is not None:
                 chosen = chosen[: self.options.top_k]
-            tags[head] = [(self.tags[head][i], round(float(values[i]), 4)) for i in chosen]
-        rating_score = float(scores.rating[row])
+            names = self.tags[head]
+            tags[head] = [(names[i], float(scores[i])) for i in chosen.tolist()]
+        if self.options.max_tags is not None:
+            tags = _best(tags, self.options.max_tags)
         all_scores = None
         if self.options.all_scores:
-            all_scores = {
-                h: {t: round(float(s), 4) for t, s in zip(self.tags[h], scores.heads[h][row])}
-                for h in self.heads
-            }
-        embedding = scores.embedding[row] if scores.embedding is not None else None
+            all_scores = {h: dict(zip(self.tags[h], values[h].tolist())) for h in self.heads}
         return Tagging(
             tags=tags,
             rating=self.rating.label(rating_score),
-            rating_score=round(rating_score, 4),
+            rating_score=rating_score,
             scores=all_scores,
             embedding=embedding,
         )
+
+
+def _best(tags: dict[str, list[tuple[str, float]]], count: int) -> dict[str, list]:
+    """Only the ``count`` best-scoring tags over all heads (the first head wins a tie)."""
+    rows = sorted(
+        (
+            (-score, h, i)
+            for h, pairs in enumerate(tags.values())
+            for i, (_, score) in enumerate(pairs)
+        )
+    )[:count]
+    kept = {(h, i) for _, h, i in rows}
+    return {
+        head: [pair for i, pair in enumerate(pairs) if (h, i) in kept]
+        for h, (head, pairs) in enumerate(tags.items())
+    }
 
 
 def parse_head_thresholds(items: Sequence[str]) -> dict[str, float]:

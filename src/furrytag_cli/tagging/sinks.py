@@ -18,6 +18,7 @@ from typing import TextIO
 
 import numpy as np
 
+from furrytag_cli.captions.style import CaptionStyle
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.tagging.discovery import display_path
 from furrytag_cli.tagging.predict import Tagging
@@ -49,34 +50,6 @@ class Result:
         data["file"] = {"size": self.size, "mtime": self.mtime}
         data["model"] = self.model
         return data
-
-
-@dataclass(frozen=True)
-class CaptionStyle:
-    """How a caption line is written (the comma-separated form LoRA trainers read)."""
-
-    underscores: bool = True
-    escape_parens: bool = False
-    prefix: Sequence[str] = ()
-    suffix: Sequence[str] = ()
-    order: str = "score"
-
-    def __post_init__(self) -> None:
-        # Any sequence of tags compares like the defaults (tuples).
-        object.__setattr__(self, "prefix", tuple(self.prefix))
-        object.__setattr__(self, "suffix", tuple(self.suffix))
-
-    def format(self, tagging: Tagging) -> str:
-        if self.order == "score":
-            tags = [tag for _, tag, _ in tagging.flat()]
-        else:
-            tags = [tag for pairs in tagging.tags.values() for tag, _ in pairs]
-        words = [*self.prefix, *tags, *self.suffix]
-        if not self.underscores:
-            words = [w.replace("_", " ") for w in words]
-        if self.escape_parens:
-            words = [w.replace("(", "\\(").replace(")", "\\)") for w in words]
-        return ", ".join(dict.fromkeys(words))
 
 
 class TagSink:
@@ -244,7 +217,8 @@ class CsvSink(TagSink):
 
 
 class CaptionSink(TagSink):
-    """A caption ``.txt`` per image, beside it or under ``output_dir`` mirroring ``root``.
+    """A caption file per image (``.txt``, or the style's extension), beside it or under
+    ``output_dir`` mirroring ``root``.
 
     When two inputs share a stem in one folder (``a.png``, ``a.jpg``), both captions keep
     the image's extension (``a.png.txt``, ``a.jpg.txt``) so neither overwrites the other.
@@ -268,15 +242,16 @@ class CaptionSink(TagSink):
 
     def caption_path(self, image: Path) -> Path:
         name = image.name if (str(image.parent), image.stem) in self.clashing else image.stem
+        name += self.style.extension
         if self.output_dir is None:
-            return image.parent / f"{name}.txt"
+            return image.parent / name
         folder = self.output_dir
         if self.root is not None:
             try:
                 folder = folder / image.parent.resolve().relative_to(self.root.resolve())
             except ValueError:
                 pass
-        return folder / f"{name}.txt"
+        return folder / name
 
     def write(self, results: Sequence[Result]) -> None:
         for result in results:
@@ -284,7 +259,8 @@ class CaptionSink(TagSink):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f".{target.name}.tmp")
-                tmp.write_text(self.style.format(result.tagging) + "\n", encoding="utf-8")
+                caption = self.style.format(result.tagging.tags, result.tagging.rating)
+                tmp.write_text(caption + "\n", encoding="utf-8")
                 os.replace(tmp, target)
             except OSError as exc:
                 raise OutputError(f"cannot write caption {target}: {exc.strerror}") from None

@@ -17,6 +17,7 @@ import numpy as np
 
 from furrytag_cli.core.errors import ConfigError, DatasetError
 from furrytag_cli.core.tfruntime import tensorflow
+from furrytag_cli.dataset.implications import read_table
 from furrytag_cli.dataset.manifest import STATS
 from furrytag_cli.dataset.records import read_info, read_split, records_dir
 from furrytag_cli.model.categories import RATING_HEAD, CategorySet
@@ -32,6 +33,7 @@ class DataSource:
     categories: CategorySet
     examples: Mapping[str, int]
     max_side: int = 0
+    implications: Mapping[str, list[str]] | None = None  # from the dataset folder, when it has one
     # Splits decoded once and held in memory (see ``train_dataset``), by split name.
     held: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -50,6 +52,7 @@ class DataSource:
             categories=categories,
             examples=examples,
             max_side=int(info.max_side or 0),
+            implications=read_table(path, categories),
         )
 
     def count(self, split: str) -> int:

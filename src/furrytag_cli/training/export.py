@@ -119,5 +119,6 @@ def export_bundle(
         thresholds=thresholds,
         metrics=metrics,
         provenance=provenance,
+        implications=source.implications,
     )
     return save_bundle(model, Path(run_dir) / BUNDLE, bundle)

@@ -1,0 +1,1 @@
+"""Captions for training sets: tag names as people write them, caption rules, profiles."""

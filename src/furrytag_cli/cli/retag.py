@@ -1,0 +1,84 @@
+"""``furrytag retag``: choose tags again from the scores ``tag --all-scores`` saved, and
+write any of tag's outputs, without running the model."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from furrytag_cli.cli import options
+
+
+def retag_command(
+    ctx: typer.Context,
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="The JSONL or JSON that furrytag tag --all-scores wrote.", show_default=False
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="The model that tagged them (name, bundle folder/.zip); only its metadata "
+            "is read. Default: the model the results name, from the cache.",
+        ),
+    ] = None,
+    fmt: options.Fmt = None,
+    output: options.Output = None,
+    output_dir: options.OutputDir = None,
+    all_scores: options.AllScores = False,
+    long: options.Long = False,
+    underscores: options.Underscores = True,
+    escape_parens: options.EscapeParens = False,
+    prefix: options.Prefix = [],
+    suffix: options.Suffix = [],
+    order: options.Order = "score",
+    replace: options.Replace = [],
+    first: options.First = [],
+    rating_tag: options.RatingTag = None,
+    rating_at: options.RatingAt = "start",
+    separator: options.Separator = ", ",
+    caption_ext: options.CaptionExt = ".txt",
+    implied: options.Implied = None,
+    implications: options.Implications = None,
+    exclude_tags: options.ExcludeTags = [],
+    threshold: options.Threshold = None,
+    head_threshold: options.HeadThreshold = [],
+    tuned_thresholds: options.TunedThresholds = True,
+    thresholds: options.Thresholds = None,
+    top_k: options.TopK = None,
+    max_tags: options.MaxTags = None,
+    rating_cuts: options.RatingCuts = None,
+    heads: options.Heads = [],
+    skip_existing: options.SkipExisting = False,
+    overwrite: options.Overwrite = False,
+    profile: options.Profile = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+) -> None:
+    """Tag again from saved scores (tag --all-scores) with other options, in seconds."""
+    values = options.with_profile(ctx, dict(locals()))
+    from furrytag_cli.tagging.retag import RetagJob, results_model
+    from furrytag_cli.tagging.tagger import resolve_bundle
+
+    spec = options.output_spec(values)
+    tag_options = options.selection(values)
+    if model is None:
+        model = results_model(results).rpartition("@")[0]
+    bundle = resolve_bundle(model, home=cache_dir, offline=True)
+    spec = options.fit_to_model(spec, values, bundle)
+    job = RetagJob(results, bundle, tag_options, spec)
+    summary = job.run()
+    if summary.pipe_closed:
+        raise typer.Exit(0)
+    if not quiet:
+        rate = summary.written / summary.seconds if summary.seconds else 0.0
+        skipped = f", kept {summary.skipped} existing captions" if summary.skipped else ""
+        typer.echo(
+            f"Retagged {summary.written} images{skipped} in {summary.seconds:.1f} s "
+            f"({rate:,.0f} images/s) from {results}.",
+            err=True,
+        )

@@ -1,0 +1,317 @@
+"""``furrytag retag``: tags chosen again from saved scores equal a tagging run's, byte for byte."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.clirunner import invoke
+from tests.imagefactory import write_good_images
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    return lambda *args, **kw: invoke(capsys, monkeypatch, *args, **kw)
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retag")
+    write_good_images(root / "art")
+    write_good_images(root / "art" / "sub")
+    return root
+
+
+@pytest.fixture
+def scored(run, art, native_bundle_dir, monkeypatch):
+    """The folder, with ``all.jsonl``: every image tagged with --all-scores."""
+    monkeypatch.chdir(art)
+    if not (art / "all.jsonl").exists():
+        result = run("tag", "art", "-m", native_bundle_dir, "--all-scores", "-o", "all.jsonl", "-q")
+        assert result.code == 0, result.stderr
+    return art
+
+
+def kept_tags(folder):
+    """Tags kept at threshold 0.3 in the first image, best first."""
+    record = json.loads((folder / "all.jsonl").read_text().splitlines()[0])
+    pairs = [(t, s) for scores in record["scores"].values() for t, s in scores.items() if s > 0.3]
+    return [t for t, _ in sorted(pairs, key=lambda p: -p[1])]
+
+
+def implications_export(path, pairs):
+    """e621's tag_implications export (gzipped when ``path`` ends in .gz)."""
+    lines = ["id,antecedent_name,consequent_name,created_at,status"]
+    lines += [f"{i},{a},{c},2024-01-01,active" for i, (a, c) in enumerate(pairs)]
+    lines.append(f"{len(pairs)},{pairs[0][0]},{pairs[0][1]}_gone,2024-01-01,deleted")
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def caption_files(folder, suffix):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob(f"*{suffix}"))}
+
+
+def test_retag_writes_what_tag_writes_byte_for_byte(run, scored, native_bundle_dir, tmp_path):
+    tags = kept_tags(scored)
+    implications = implications_export(
+        tmp_path / "tag_implications-2024-01-01.csv",
+        [(tags[0], "middle_tag"), ("middle_tag", tags[1]), (tags[2], tags[3])],
+    )
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text(
+        yaml.safe_dump({"global": 0.45, "per_head": {"body": 0.55}, "per_tag": {}})
+    )
+    combinations = [
+        ["-o", "{out}.jsonl"],
+        [
+            "-o",
+            "{out}.json",
+            "--all-scores",
+            "--threshold",
+            "0.3",
+            "--top-k",
+            "3",
+            "--heads",
+            "species",
+            "--heads",
+            "body,action",
+        ],
+        [
+            "-o",
+            "{out}.csv",
+            "--head-threshold",
+            "species=0.4,body=0.45",
+            "--exclude-tags",
+            tags[0].replace("_", " ").upper(),
+            "--max-tags",
+            "5",
+            "--rating-cuts",
+            "0.2,0.8",
+        ],
+        [
+            "-f",
+            "csv",
+            "-o",
+            "{out}.long",
+            "--long",
+            "--thresholds",
+            str(thresholds),
+            "--max-tags",
+            "4",
+        ],
+        [
+            "-f",
+            "txt",
+            "--output-dir",
+            "{out}",
+            "--threshold",
+            "0.3",
+            "--max-tags",
+            "12",
+            "--replace",
+            f"{tags[4]}=renamed_tag",
+            "--replace",
+            f"{tags[5].upper()}=",
+            "--first",
+            f"{tags[6]},{tags[3]}",
+            "--rating-tag",
+            "rating:{{}}",
+            "--rating-at",
+            "end",
+            "--caption-ext",
+            ".caption",
+            "--separator",
+            " | ",
+            "--implied",
+            "drop",
+            "--implications",
+            str(implications),
+            "--prefix",
+            "trigger",
+            "--no-underscores",
+            "--escape-parens",
+            "--order",
+            "head",
+        ],
+        [
+            "-f",
+            "txt",
+            "--output-dir",
+            "{out}",
+            "--threshold",
+            "0.35",
+            "--implied",
+            "add",
+            "--implications",
+            str(implications),
+            "--rating-tag",
+            "{{}}",
+            "--suffix",
+            "end_word",
+        ],
+    ]
+    for number, combination in enumerate(combinations):
+        outputs = []
+        for command in ("tag", "retag"):
+            out = tmp_path / f"{command}{number}"
+            args = [a.format(out=out) for a in combination]
+            source = "art" if command == "tag" else "all.jsonl"
+            result = run(command, source, "-m", native_bundle_dir, "-q", *args)
+            assert result.code == 0, (command, combination, result.stderr)
+            if "txt" in combination:
+                outputs.append(caption_files(out, ".caption" if ".caption" in args else ".txt"))
+            else:
+                outputs.append(next(tmp_path.glob(f"{command}{number}.*")).read_bytes())
+        assert outputs[0] == outputs[1], combination
+        assert outputs[0], combination
+    captions = caption_files(tmp_path / "retag4", ".caption")
+    assert len(captions) == 20
+    first = captions[next(iter(captions))].decode()
+    assert first.startswith("trigger | ") and " | rating:" in first
+    assert "renamed tag" in first and tags[5].replace("_", " ") not in first.split(" | ")
+    added = caption_files(tmp_path / "retag5", ".txt")
+    assert all(b"end_word\n" in text for text in added.values())
+
+
+def test_caption_rules_in_one_caption(run, scored, native_bundle_dir, tmp_path):
+    tags = kept_tags(scored)
+    implications = implications_export(
+        tmp_path / "tag_implications-2024-01-01.csv.gz",
+        [(tags[0], "x_parent"), ("x_parent", tags[1])],
+    )
+    out = tmp_path / "captions"
+    result = run(
+        "retag",
+        "all.jsonl",
+        "-m",
+        native_bundle_dir,
+        "-q",
+        "-f",
+        "txt",
+        "--output-dir",
+        out,
+        "--threshold",
+        "0.3",
+        "--implied",
+        "drop",
+        "--implications",
+        implications,
+        "--first",
+        tags[2].replace("_", " ").title(),
+        "--replace",
+        f"{tags[3]}=swapped",
+        "--rating-tag",
+        "{}",
+        "--max-tags",
+        "6",
+    )
+    assert result.code == 0, result.stderr
+    words = (out / "alpha.txt").read_text().rstrip("\n").split(", ")
+    record = json.loads((scored / "all.jsonl").read_text().splitlines()[0])
+    assert record["path"] == "art/alpha.png"
+    assert words[0] == record["rating"]
+    assert words[1] == tags[2]
+    assert tags[1] not in words and tags[0] in words  # tags[0] implies tags[1]
+    assert "swapped" in words and tags[3] not in words
+    assert len(words) == 1 + 6 - 1  # the rating, six tags less the implied one
+
+
+def test_retag_never_imports_tensorflow(scored, native_bundle_dir, tmp_path):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['furrytag', 'retag', 'all.jsonl', '-m', {str(native_bundle_dir)!r}, "
+        f"'-f', 'csv', '-o', {str(tmp_path / 'out.csv')!r}]\n"
+        "try:\n    runpy.run_module('furrytag_cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=scored
+    )
+    assert "EXIT 0" in result.stdout and "HEAVY []" in result.stdout, result.stdout + result.stderr
+    assert (tmp_path / "out.csv").read_text().startswith("path,action,body")
+
+
+def test_bad_input_is_refused_clearly(run, scored, native_bundle_dir, tmp_path):
+    def refused(*args):
+        result = run("retag", *args, "-m", native_bundle_dir, "-q")
+        assert result.code != 0 and result.stderr.startswith("Error: "), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        return result
+
+    plain = tmp_path / "plain.jsonl"
+    assert run("tag", "art", "-m", native_bundle_dir, "-o", plain, "-q").code == 0
+    assert "--all-scores" in refused(plain).stderr
+    lines = (scored / "all.jsonl").read_text().splitlines(keepends=True)
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text("".join(lines[:3]) + lines[3][:40])
+    assert "cut short" in refused(torn).stderr
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line.replace("tiny-test@", "tiny-test@0") for line in lines))
+    assert "holds the scores of model tiny-test@0" in refused(other).stderr
+    assert "does not exist" in refused(tmp_path / "none.jsonl").stderr
+    species_only = tmp_path / "species.jsonl"
+    assert (
+        run(
+            "tag",
+            "art",
+            "-m",
+            native_bundle_dir,
+            "--all-scores",
+            "--heads",
+            "species",
+            "-o",
+            species_only,
+            "-q",
+        ).code
+        == 0
+    )
+    assert "it has scores of: species" in refused(species_only).stderr
+    assert run("retag", species_only, "-m", native_bundle_dir, "--heads", "species", "-q").code == 0
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text(yaml.safe_dump({"model": "tiny-test@0123", "global": 0.4}))
+    assert (
+        "tuned for model tiny-test@0123" in refused("all.jsonl", "--thresholds", thresholds).stderr
+    )
+    missing = run("retag", "all.jsonl", "-q")
+    assert missing.code != 0 and "tiny-test" in missing.stderr
+
+
+def test_nothing_is_replaced_without_overwrite(run, scored, native_bundle_dir, tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text("mine\n")
+    result = run("retag", "all.jsonl", "-m", native_bundle_dir, "-o", out, "-q")
+    assert result.code == 1 and "already exists" in result.stderr
+    assert out.read_text() == "mine\n"
+    same = run("retag", "all.jsonl", "-m", native_bundle_dir, "-o", "all.jsonl", "--overwrite")
+    assert same.code == 2 and "is the results file" in same.stderr
+    caption = scored / "art" / "photo.txt"
+    caption.write_text("hand edited\n")
+    try:
+        refused = run("retag", "all.jsonl", "-m", native_bundle_dir, "-f", "txt", "-q")
+        assert refused.code == 1 and "already have a caption file" in refused.stderr
+        assert caption.read_text() == "hand edited\n"
+        assert not (scored / "art" / "alpha.txt").exists()
+        kept = run("retag", "all.jsonl", "-m", native_bundle_dir, "-f", "txt", "--skip-existing")
+        assert kept.code == 0 and "kept 1 existing captions" in kept.stderr
+        assert caption.read_text() == "hand edited\n" and (scored / "art" / "alpha.txt").exists()
+        again = run("retag", "all.jsonl", "-m", native_bundle_dir, "-f", "txt", "--overwrite")
+        assert again.code == 0 and caption.read_text() != "hand edited\n"
+    finally:
+        for written in (scored / "art").rglob("*.txt"):
+            written.unlink()
+
+
+def test_json_results_are_read_too(run, scored, native_bundle_dir, tmp_path):
+    source = tmp_path / "all.json"
+    assert run("tag", "art", "-m", native_bundle_dir, "--all-scores", "-o", source, "-q").code == 0
+    from_json = run("retag", source, "-m", native_bundle_dir, "-q")
+    from_jsonl = run("retag", "all.jsonl", "-m", native_bundle_dir, "-q")
+    assert from_json.code == 0 and from_json.stdout == from_jsonl.stdout
+    assert len(from_json.stdout.splitlines()) == 20
