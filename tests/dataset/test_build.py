@@ -327,3 +327,21 @@ def test_file_urls_follow_e621s_layout():
     md5 = "ed5163d66c759fcf8dcc03e8d05c3efd"
     assert file_url(md5, "png", "http://mirror/e621/") == f"http://mirror/e621/data/ed/51/{md5}.png"
     assert sample_url(md5) == f"https://static1.e621.net/data/sample/ed/51/{md5}.jpg"
+
+
+def test_the_implication_table_of_the_head_tags_is_written(tmp_path):
+    import gzip
+    import json
+
+    from furrytag_cli.dataset.implications import read_implications
+    from furrytag_cli.model.categories import CategorySet
+
+    build(tmp_path)
+    # pantherine → felid → feline: felid is no head tag, the closure still reaches feline.
+    table = json.loads((tmp_path / "data" / "implications.json").read_text())
+    assert table == {"pantherine": ["feline"]}
+    export = FIXTURE_EXPORT / "tag_implications-2024-01-15.csv"
+    zipped = tmp_path / "tag_implications-2024-01-15.csv.gz"
+    zipped.write_bytes(gzip.compress(export.read_bytes()))
+    assert read_implications(export, CategorySet.load()) == table
+    assert read_implications(zipped, CategorySet.load()) == table

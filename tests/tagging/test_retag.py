@@ -315,3 +315,89 @@ def test_json_results_are_read_too(run, scored, native_bundle_dir, tmp_path):
     from_jsonl = run("retag", "all.jsonl", "-m", native_bundle_dir, "-q")
     assert from_json.code == 0 and from_json.stdout == from_jsonl.stdout
     assert len(from_json.stdout.splitlines()) == 20
+
+
+def test_a_profile_holds_options_and_flags_win(run, scored, native_bundle_dir, tmp_path):
+    tags = kept_tags(scored)
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    profile = folder / "lora.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "format": "txt",
+                "output_dir": "captions",
+                "prefix": "my_trigger",
+                "exclude-tags": [tags[0].upper()],
+                "replace": {tags[1]: "renamed", tags[2]: None},
+                "threshold": 0.3,
+                "max_tags": 5,
+                "rating_tag": "rating:{}",
+                "separator": "; ",
+            }
+        )
+    )
+    result = run("retag", "all.jsonl", "-m", native_bundle_dir, "--profile", profile, "-q")
+    assert result.code == 0, result.stderr
+    words = (folder / "captions" / "alpha.txt").read_text().rstrip("\n").split("; ")
+    assert words[0] == "my_trigger" and words[1].startswith("rating:")
+    assert tags[0] not in words and tags[2] not in words and "renamed" in words
+    assert len(words) <= 2 + 5
+    flags = run(
+        "retag",
+        "all.jsonl",
+        "-m",
+        native_bundle_dir,
+        "--profile",
+        profile,
+        "-q",
+        "--separator",
+        ", ",
+        "--prefix",
+        "other",
+        "--overwrite",
+    )
+    assert flags.code == 0, flags.stderr
+    assert (folder / "captions" / "alpha.txt").read_text().startswith("other, rating:")
+    with_tag = run(
+        "tag",
+        "art/alpha.png",
+        "-m",
+        native_bundle_dir,
+        "--profile",
+        profile,
+        "-q",
+        "--output-dir",
+        tmp_path / "tagged",
+    )
+    assert with_tag.code == 0, with_tag.stderr
+    assert (tmp_path / "tagged" / "alpha.txt").read_bytes() == (
+        folder / "captions" / "alpha.txt"
+    ).read_bytes().replace(b"other, ", b"my_trigger; ").replace(b", ", b"; ")
+
+
+@pytest.mark.parametrize("command", ["tag", "retag"])
+def test_every_option_is_checked_before_work_starts(
+    run, scored, native_bundle_dir, tmp_path, command
+):
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("exclude_tag: [wolf]\n")
+    source = "art" if command == "tag" else "all.jsonl"
+    cases = [
+        (["--replace", "wolf"], "--replace takes OLD=NEW"),
+        (["--first", "wolff"], "--first names unknown tag 'wolff' (did you mean 'wolf'?)"),
+        (["--profile", profile], "unknown key 'exclude_tag' (did you mean 'exclude_tags'?)"),
+        (["--implied", "drop", "--implications", tmp_path / "none.csv"], "does not exist"),
+        (["--implied", "drop"], "needs an implication table"),
+        (["--rating-tag", "rating"], "{} stands for the rating"),
+        (["--max-tags", "0"], "--max-tags must be at least 1"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        result = run(
+            command, source, "-m", native_bundle_dir, "-f", "txt", "--output-dir", out, *args
+        )
+        assert result.code == 2, (args, result.stderr)
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+        assert message in result.stderr, result.stderr
+        assert not out.exists()

@@ -70,7 +70,12 @@ def _cli(*args) -> int:
 
 @pytest.fixture(scope="module")
 def trained(packed, tmp_path_factory) -> Path:
-    """A finished run of the tiny config, launched through the CLI."""
+    """A finished run of the tiny config, launched through the CLI, on data whose
+    implication table (written by dataset build) says the first species tag implies the
+    second and names a tag the packed heads lack."""
+    heads = json.loads((packed / "shards" / "records.json").read_text())["heads"]
+    first, second = heads["species"][:2]
+    (packed / "implications.json").write_text(json.dumps({first: [second, "not_packed"]}))
     out = tmp_path_factory.mktemp("runs") / "tiny"
     sets = [arg for setting in SETTINGS for arg in ("--set", setting)]
     assert _cli("train", "--config", "tiny", "--data", packed, "--out", out, "-q", *sets) == 0
@@ -117,6 +122,8 @@ def test_a_run_writes_its_config_checkpoints_logs_and_a_bundle(trained, packed):
     }
     assert meta["metrics"]["split"] == "val" and "rating_accuracy" in meta["metrics"]
     assert meta["provenance"]["best_epoch"] in (1, 2, 3)
+    species = packed_heads["species"]
+    assert meta["implications"] == {species[0]: [species[1]]}
 
 
 def test_progress_goes_to_stderr_as_plain_lines_when_it_is_not_a_terminal(run, packed, tmp_path):

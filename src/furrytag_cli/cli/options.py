@@ -167,6 +167,7 @@ def with_profile(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
 
 def read_profile(path: Path) -> dict[str, Any]:
     """A profile's options, each read as the command line would (paths relative to it)."""
+    from furrytag_cli.core.errors import ConfigError
     from furrytag_cli.core.schema import check_keys, read_yaml
 
     data = read_yaml(path, "profile", error=UsageError)
@@ -174,7 +175,10 @@ def read_profile(path: Path) -> dict[str, Any]:
         return {}
     if isinstance(data, dict):
         data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    check_keys(data, allowed=_KINDS, where=f"profile {path}")
+    try:
+        check_keys(data, allowed=_KINDS, where=f"profile {path}")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     return {key: _value(key, value, path) for key, value in data.items()}
 
 
