@@ -149,6 +149,7 @@ def tag_command(
         device=device,
         engine=engine,
         quantize=quantize,
+        home=cache_dir,
         notify=_notice if show else None,
     )
     dirs = [Path(i) for i in inputs if os.path.isdir(i)]
