@@ -2,7 +2,7 @@
 
 import pytest
 
-from furrytag_cli.captions.names import TagNames, split_list, tag_key
+from furrytag_cli.captions.names import TagNames, tag_key
 from furrytag_cli.captions.style import CaptionStyle
 from furrytag_cli.core.errors import UsageError
 
@@ -22,7 +22,6 @@ def caption(**rules):
 def test_names_match_any_case_and_spaces():
     assert tag_key("  Long Tail ") == "long_tail" == tag_key("long_tail")
     assert tag_key(r"Pokemon \(Species\)") == "pokemon_(species)"
-    assert split_list(["a, b", "c", ""]) == ["a", "b", "c"]
     names = TagNames(MODEL)
     assert names.resolve(["LONG TAIL", "Wolf"], "--first") == ["long_tail", "wolf"]
     with pytest.raises(UsageError, match="--first names unknown tag 'wolff' .did you mean 'wolf'"):

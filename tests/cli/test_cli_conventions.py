@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from furrytag_cli.cli import conventions
-from furrytag_cli.cli.tag import Format
+from furrytag_cli.cli.options import Format
 
 
 def run_cli(*args, env=None):
