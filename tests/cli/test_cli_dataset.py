@@ -34,21 +34,27 @@ def one_error_line(result):
 
 def test_synth_build_fetch_pack_stats_round_trip(run, tmp_path):
     out = tmp_path / "s"
-    result = run("dataset", "synth", "--out", out, "--posts", "30", "--tags-per-head", "2")
+    result = run("dataset", "synth", "-o", out, "--posts", "30", "--tags-per-head", "2")
     assert result.code == 0 and "Wrote 30 posts" in result.stdout
     data, cats = out / "data", out / "categories"
     result = run(
-        "dataset", "build", "--export", out / "export", "--out", data, "--categories", cats, "-q"
+        "dataset", "build", "--export", out / "export", "--data", data, "--categories", cats, "-q"
     )
     assert result.code == 0 and result.stderr == ""
     assert (
-        f"next: furrytag dataset fetch {data}" in result.stdout and "posts: train" in result.stdout
+        f"next: furrytag dataset fetch --data {data}" in result.stdout
+        and "posts: train" in result.stdout
     )
     with serve(out / "site") as server:
         result = run(
             "dataset",
             "fetch",
+            "--data",
             data,
+            "--split",
+            "train,val",
+            "--split",
+            "test",
             "--base-url",
             server.url,
             "--rate",
@@ -67,6 +73,7 @@ def test_synth_build_fetch_pack_stats_round_trip(run, tmp_path):
     result = run(
         "dataset",
         "pack",
+        "-d",
         data,
         "--size",
         "32",
@@ -83,10 +90,10 @@ def test_synth_build_fetch_pack_stats_round_trip(run, tmp_path):
     assert "Packed " in result.stdout and "images/s" in result.stdout
     train = sum(1 for e in iter_manifest(data) if e.split == "train")
     assert sum(1 for _ in read_split(data, "train", CategorySet.load(cats))) == train
-    result = run("dataset", "stats", data, "--head", "species")
+    result = run("dataset", "stats", "-d", data, "--head", "species,action")
     assert result.code == 0 and f"{train}" in result.stdout and "species" in result.stdout
-    assert "body" not in result.stdout
-    stats = json.loads(run("dataset", "stats", data, "--json").stdout)
+    assert "action" in result.stdout and "body" not in result.stdout
+    stats = json.loads(run("dataset", "stats", "-d", data, "--json").stdout)
     assert stats["posts"]["train"] == train
 
 
@@ -96,7 +103,7 @@ def test_build_shows_progress_and_a_summary(run, tmp_path):
         "build",
         "--export",
         FIXTURE_EXPORT,
-        "--out",
+        "--data",
         tmp_path / "d",
         "--splits",
         "0.5,0.25,0.25",
@@ -113,7 +120,9 @@ def test_fetch_progress_in_a_log_is_a_few_lines(run, synth, tmp_path):
     data, site, _ = synth
     shutil.copytree(data, tmp_path / "d")
     with serve(site) as server:
-        result = run("dataset", "fetch", tmp_path / "d", "--base-url", server.url, "--rate", "0")
+        result = run(
+            "dataset", "fetch", "-d", tmp_path / "d", "--base-url", server.url, "--rate", "0"
+        )
     assert result.code == 0
     lines = result.stderr.splitlines()
     assert "\r" not in result.stderr and 1 <= len(lines) <= 3
@@ -129,7 +138,7 @@ def test_fetch_failures_exit_3_and_name_the_list(run, synth, tmp_path):
             status(404)
         )
         result = run(
-            "dataset", "fetch", tmp_path / "d", "--base-url", server.url, "--rate", "0", "-q"
+            "dataset", "fetch", "-d", tmp_path / "d", "--base-url", server.url, "--rate", "0", "-q"
         )
     assert result.code == 3 and "; 1 failed" in result.stdout
     assert f"Failures are listed in {tmp_path / 'd' / 'fetch-failures.jsonl'}" in result.stderr
@@ -143,22 +152,33 @@ def test_pack_with_undecodable_images_exits_3(run, tmp_path):
         b"not an image"
     )
     cats = tmp_path / "categories"
-    result = run("dataset", "pack", data, "--size", "32", "--categories", cats, "-q")
+    result = run("dataset", "pack", "-d", data, "--size", "32", "--categories", cats, "-q")
     assert result.code == 3, result.stderr
     assert "1 images could not be decoded and were left out" in result.stderr
 
 
 @pytest.mark.parametrize("command", [["fetch"], ["pack", "--size", "32"]])
 def test_a_split_not_among_the_choices_is_a_usage_error(run, synth, command):
-    result = run("dataset", command[0], synth[0], *command[1:], "--split", "train,holdout")
+    result = run("dataset", command[0], "-d", synth[0], *command[1:], "--split", "train,holdout")
     assert result.code == 2
     assert "'holdout' is not one of 'train', 'val', 'test'" in result.stderr
+
+
+def test_old_option_names_still_work(run, tmp_path):
+    result = run("dataset", "synth", "--out", tmp_path / "s", "--posts", "20", "--no-images")
+    assert result.code == 0, result.stderr
+    result = run("dataset", "build", "--export", tmp_path / "s" / "export", "--out", tmp_path / "d")
+    assert result.code == 0 and (tmp_path / "d" / "manifest.jsonl").is_file()
+    both = run("dataset", "build", "--export", FIXTURE_EXPORT, "--out", "a", "--data", "b")
+    assert both.code == 2 and "it disagrees with --out" in both.stderr
 
 
 def test_stats_without_stats_json_recounts(run, synth, tmp_path):
     shutil.copytree(synth[0], tmp_path / "d")
     (tmp_path / "d" / "stats.json").unlink()
-    result = run("dataset", "stats", tmp_path / "d", "--categories", synth[0].parent / "categories")
+    result = run(
+        "dataset", "stats", "-d", tmp_path / "d", "--categories", synth[0].parent / "categories"
+    )
     assert result.code == 0 and "Positives per tag" in result.stdout
 
 
@@ -173,33 +193,36 @@ def test_synth_help_says_what_it_is_for(run):
     "args, message",
     [
         (
-            ["build", "--export", "{tmp}", "--out", "{tmp}/d"],
+            ["build", "--export", "{tmp}", "--data", "{tmp}/d"],
             r"has no posts-\*\.csv\[\.gz\], tag_aliases-",
         ),
-        (["build", "--export", "{tmp}/missing", "--out", "{tmp}/d"], "export path not found"),
+        (["build", "--export", "{tmp}/missing", "--data", "{tmp}/d"], "export path not found"),
         (
-            ["build", "--export", FIXTURE_EXPORT, "--out", "{tmp}/d", "--splits", "0.8,0.1"],
+            ["build", "--export", FIXTURE_EXPORT, "--data", "{tmp}/d", "--splits", "0.8,0.1"],
             "split ratios must look like 0.9,0.05,0.05 .*received '0.8,0.1'",
         ),
         (
-            ["build", "--export", FIXTURE_EXPORT, "--out", "{tmp}/d", "--splits", "0.8,0.3,0.1"],
+            ["build", "--export", FIXTURE_EXPORT, "--data", "{tmp}/d", "--splits", "0.8,0.3,0.1"],
             "summing to 1; received 0.8,0.3,0.1",
         ),
         (
-            ["build", "--export", FIXTURE_EXPORT, "--out", "{tmp}/d", "--since", "yesterday"],
+            ["build", "--export", FIXTURE_EXPORT, "--data", "{tmp}/d", "--since", "yesterday"],
             "--since must be a date",
         ),
-        (["fetch", "{tmp}/none"], "no manifest.jsonl in"),
-        (["fetch", "{data}", "--base-url", "static1.e621.net"], "--base-url must start with http"),
-        (["pack", "{tmp}/none", "--size", "32"], "no manifest.jsonl in"),
+        (["fetch", "-d", "{tmp}/none"], "no manifest.jsonl in"),
         (
-            ["pack", "{data}", "--size", "32"],
+            ["fetch", "-d", "{data}", "--base-url", "static1.e621.net"],
+            "--base-url must start with http",
+        ),
+        (["pack", "-d", "{tmp}/none", "--size", "32"], "no manifest.jsonl in"),
+        (
+            ["pack", "-d", "{data}", "--size", "32"],
             "none of the 24 images of .* run `furrytag dataset fetch",
         ),
-        (["stats", "{tmp}/none"], "no manifest.jsonl in"),
-        (["stats", "{data}", "--head", "mood"], "unknown head\\(s\\) mood; heads are action"),
+        (["stats", "-d", "{tmp}/none"], "no manifest.jsonl in"),
+        (["stats", "-d", "{data}", "--head", "mood"], "unknown head\\(s\\) mood; heads are action"),
         (
-            ["synth", "--out", "{tmp}/s", "--posts", "0"],
+            ["synth", "-o", "{tmp}/s", "--posts", "0"],
             "--posts and --tags-per-head must be positive",
         ),
     ],

@@ -67,6 +67,19 @@ def test_download_url_then_tag_by_name_offline(
     }
 
 
+def test_download_json_and_quiet(server, native_zip, capsys, monkeypatch, furrytag_home):
+    body = read(native_zip)
+    url = serve_file(server, "/files/tiny-model.zip", body)
+    done = invoke(capsys, monkeypatch, "download", "--url", url, "--json", "-q")
+    assert done.code == 0 and done.stderr == "", done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["name"] == "tiny-model" and summary["source"] == url
+    assert summary["sha256"] == hashlib.sha256(body).hexdigest() and summary["pinned"] is False
+    assert summary["stored"] == str(cache.model_dir("tiny-model"))
+    again = invoke(capsys, monkeypatch, "download", "tiny-model", "--offline", "--json")
+    assert again.code == 0 and json.loads(again.stdout)["bundle"] == summary["bundle"]
+
+
 def test_tag_fetches_a_registry_model_on_first_use(
     server, native_zip, capsys, monkeypatch, tmp_path, furrytag_home
 ):

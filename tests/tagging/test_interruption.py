@@ -158,6 +158,7 @@ def test_dataset_fetch_killed_then_rerun_has_every_image_verified(tmp_path):
         command = (
             "dataset",
             "fetch",
+            "--data",
             data,
             "--base-url",
             server.url,

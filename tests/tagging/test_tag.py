@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,33 @@ def test_exit_codes_tell_some_failed_from_all_failed_and_strict(run, native_bund
     assert "Error: stopped at the first file that failed (--strict): " in strict.stderr
     some = run("tag", tmp_path, "-m", native_bundle_dir, "-o", tmp_path / "b.jsonl", "-q")
     assert some.code == 3
+
+
+def test_json_summary(run, native_bundle_dir, tmp_path):
+    write_good_images(tmp_path / "good")
+    (tmp_path / "good" / "empty.png").write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    result = run("tag", tmp_path / "good", "-m", native_bundle_dir, "-o", out, "--json", "-q")
+    assert result.code == 3 and "Tagged" not in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["total"] == summary["tagged"] + 1 and summary["skipped"] == 0
+    assert [Path(f["path"]).name for f in summary["failed"]] == ["empty.png"]
+    assert summary["output"] == str(out) and summary["model"] == "tiny-test"
+    assert summary["failures_file"] == f"{out}.failures.tsv" and summary["engine"] == "lite"
+    refused = run("tag", tmp_path / "good", "-m", native_bundle_dir, "--json")
+    assert refused.code == 1 and "--json prints the summary on stdout" in refused.stderr
+
+
+def test_lists_are_repeatable_and_take_commas(run, native_bundle_dir, gallery):
+    _, good = gallery
+    args = ("tag", good["photo.jpg"], "-m", native_bundle_dir, "-q", "--threshold", "0")
+    both = records(run(*args, "--heads", "species,body", "--heads", "action").stdout)[0]
+    assert set(both["tags"]) == {"species", "body", "action"}
+    first, second, *rest = both["tags"]["species"]
+    dropped = records(
+        run(*args, "--heads", "species", "--exclude-tags", f"{first},{second}").stdout
+    )[0]
+    assert list(dropped["tags"]["species"]) == rest
 
 
 def test_record_fields_and_tags_follow_the_scores(run, native_bundle_dir, gallery):

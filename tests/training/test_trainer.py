@@ -78,7 +78,7 @@ def trained(packed, tmp_path_factory) -> Path:
     (packed / "implications.json").write_text(json.dumps({first: [second, "not_packed"]}))
     out = tmp_path_factory.mktemp("runs") / "tiny"
     sets = [arg for setting in SETTINGS for arg in ("--set", setting)]
-    assert _cli("train", "--config", "tiny", "--data", packed, "--out", out, "-q", *sets) == 0
+    assert _cli("train", "--config", "tiny", "--data", packed, "--output", out, "-q", *sets) == 0
     return out
 
 
@@ -133,7 +133,7 @@ def test_progress_goes_to_stderr_as_plain_lines_when_it_is_not_a_terminal(run, p
         "tiny",
         "--data",
         packed,
-        "--out",
+        "--output",
         tmp_path / "r",
         "--set",
         "train.epochs=2",
@@ -157,10 +157,11 @@ def test_early_stopping_ends_the_run_when_the_monitor_stalls(run, packed, tmp_pa
         "train",
         "-c",
         "tiny",
-        "--data",
+        "-d",
         packed,
-        "--out",
+        "--out",  # the old name of --output
         tmp_path / "r",
+        "--json",
         "--set",
         "train.epochs=6",
         "--set",
@@ -173,6 +174,13 @@ def test_early_stopping_ends_the_run_when_the_monitor_stalls(run, packed, tmp_pa
         "optimizer.lr=1e-9",
     )
     assert out.code == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "run": str(tmp_path / "r"),
+        "epochs": 3,
+        "steps": 3,
+        "best_epoch": 1,
+        "bundle": str(tmp_path / "r" / "bundle"),
+    }
     assert [row["epoch"] for row in history(tmp_path / "r")] == [1, 2, 3]
     assert "Early stop: val_species_f1 has not improved for 2 epochs." in out.stderr
     assert (tmp_path / "r" / "bundle" / "furrytag.yaml").is_file()
@@ -348,7 +356,7 @@ def test_lamb_trains_and_resumes_with_its_own_state(packed, tmp_path):
     ],
 )
 def test_bad_settings_give_one_clear_error_line(run, packed, tmp_path, args, message):
-    out = run("train", "--config", "tiny", "--data", packed, "--out", tmp_path / "r", *args)
+    out = run("train", "--config", "tiny", "--data", packed, "--output", tmp_path / "r", *args)
     assert out.code == 1
     assert out.stderr.startswith("Error: ") and "Traceback" not in out.stderr
     assert out.stderr.count("\n") == 1
@@ -356,9 +364,11 @@ def test_bad_settings_give_one_clear_error_line(run, packed, tmp_path, args, mes
 
 
 def test_data_problems_are_clear(run, packed, tmp_path):
-    out = run("train", "--config", "tiny", "--out", tmp_path / "r")
+    out = run("train", "--config", "tiny", "--output", tmp_path / "r")
     assert out.code == 1 and "no training data: give --data" in out.stderr
-    out = run("train", "--config", "tiny", "--data", tmp_path / "nowhere", "--out", tmp_path / "r")
+    out = run(
+        "train", "--config", "tiny", "--data", tmp_path / "nowhere", "--output", tmp_path / "r"
+    )
     assert out.code == 1 and "no records.json in" in out.stderr
     shipped = Path(__file__).resolve().parents[2] / "categories"
     out = run(
@@ -367,7 +377,7 @@ def test_data_problems_are_clear(run, packed, tmp_path):
         "tiny",
         "--data",
         packed,
-        "--out",
+        "--output",
         tmp_path / "r",
         "--set",
         f"data.categories={shipped}",
@@ -376,7 +386,7 @@ def test_data_problems_are_clear(run, packed, tmp_path):
 
 
 def test_run_folders_are_not_overwritten_and_resume_needs_a_run(run, trained, tmp_path):
-    out = run("train", "--config", "tiny", "--data", tmp_path, "--out", trained)
+    out = run("train", "--config", "tiny", "--data", tmp_path, "--output", trained)
     assert out.code == 1 and f"--resume {trained}" in out.stderr
     out = run("train", "--resume", tmp_path)
     assert out.code == 1 and "is not a training run" in out.stderr
@@ -419,7 +429,7 @@ def test_ctrl_c_stops_training_and_says_how_to_continue(packed, tmp_path):
             "tiny",
             "--data",
             str(packed),
-            "--out",
+            "--output",
             str(out),
             "--set",
             "train.epochs=500",

@@ -51,3 +51,21 @@ def split_choices(values: list[str] | None, choices: tuple[str, ...], option: st
 def complete_from(choices: tuple[str, ...]):
     """Shell completion of one of ``choices`` (for list options that also take commas)."""
     return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
+
+
+class MissingOption(typer.BadParameter):
+    """A usage error for a required option that Typer could not require itself."""
+
+    def format_message(self) -> str:
+        return f"Missing option '{self.param_hint}'."
+
+
+def either(value, old_value, option: str, old: str, *, required: bool = False):
+    """An option's value, or that of its old spelling (a hidden alias kept working)."""
+    if value is not None and old_value is not None and value != old_value:
+        raise typer.BadParameter(
+            f"it disagrees with {old}, its old name; give one", param_hint=option
+        )
+    if value is None and old_value is None and required:
+        raise MissingOption("", param_hint=option)
+    return value if value is not None else old_value

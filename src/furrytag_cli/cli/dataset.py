@@ -13,7 +13,9 @@ from furrytag_cli.cli.conventions import (
     PARTIAL,
     SPLITS,
     complete_from,
+    either,
     split_choices,
+    split_commas,
 )
 from furrytag_cli.core.errors import ConfigError
 from furrytag_cli.dataset.layout import (
@@ -50,6 +52,11 @@ SplitOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+DataOption = Annotated[
+    Path, typer.Option("--data", "-d", help="Dataset folder (with manifest.jsonl).")
+]
+# The old name of build's --data and of pack's and synth's --output: still accepted, unlisted.
+OldOut = Annotated[Path | None, typer.Option("--out", hidden=True)]
 
 
 def _categories(folder: Path | None):
@@ -68,13 +75,19 @@ def build_command(
             "tag_implications-*, .csv or .csv.gz); repeatable.",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write the manifest to.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "-d", help="Dataset folder to write the manifest to."),
+    ] = None,
     categories: CategoriesOption = None,
     splits: Annotated[str, typer.Option(help="train,val,test ratios.")] = "0.9,0.05,0.05",
     split_seed: Annotated[int, typer.Option(help="Salt of the split hash.")] = 0,
     formats: Annotated[
-        str, typer.Option(help="File extensions to keep, comma-separated (add gif for still GIFs).")
-    ] = ",".join(STILL_FORMATS),
+        list[str],
+        typer.Option(
+            help="File extensions to keep (repeatable, or comma-separated; add gif for still GIFs)."
+        ),
+    ] = list(STILL_FORMATS),
     min_score: Annotated[int | None, typer.Option(help="Drop posts scored below this.")] = None,
     since: Annotated[
         str | None,
@@ -88,6 +101,7 @@ def build_command(
         bool, typer.Option(help="Keep posts with no tag of any head.")
     ] = False,
     quiet: QuietOption = False,
+    out: OldOut = None,
 ) -> None:
     """Label and split an e621 export: write DATA/manifest.jsonl, stats.json, summary.txt.
 
@@ -98,8 +112,9 @@ def build_command(
     from furrytag_cli.dataset.build import BuildOptions, build_dataset
     from furrytag_cli.dataset.manifest import SplitRatios, summary_text
 
+    data = either(data, out, "--data", "--out", required=True)
     options = BuildOptions(
-        formats=tuple(formats.split(",")),
+        formats=tuple(split_commas(formats)),
         keep_deleted=keep_deleted,
         keep_pending=keep_pending,
         keep_flagged=keep_flagged,
@@ -109,17 +124,17 @@ def build_command(
         limit=limit,
         splits=SplitRatios.parse(splits, seed=split_seed),
     )
-    report = build_dataset(export, out, _categories(categories), options, progress=not quiet)
+    report = build_dataset(export, data, _categories(categories), options, progress=not quiet)
     typer.echo(summary_text(report.stats))
     typer.echo(
         f"Wrote {report.manifest} ({report.rows / max(report.seconds, 1e-9):,.0f} rows/s); "
-        f"next: furrytag dataset fetch {out}"
+        f"next: furrytag dataset fetch --data {data}"
     )
 
 
 @app.command("fetch")
 def fetch_command(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (with manifest.jsonl).")],
+    data: DataOption,
     sample: Annotated[
         bool,
         typer.Option(
@@ -196,13 +211,13 @@ def fetch_command(
 
 @app.command("pack")
 def pack_command(
-    data: Annotated[
-        Path, typer.Argument(help="Dataset folder (manifest.jsonl and fetched images).")
-    ],
+    data: DataOption,
     size: Annotated[
         int, typer.Option(help="Training input size; images are stored a little larger.")
     ],
-    out: Annotated[Path | None, typer.Option(help="Shard folder (default: DATA/shards).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Shard folder (default: DATA/shards).")
+    ] = None,
     shard_size: Annotated[int, typer.Option(help="Examples per shard.")] = 1000,
     quality: Annotated[int, typer.Option(help="JPEG quality of the stored images.")] = 90,
     split: SplitOption = None,
@@ -211,6 +226,7 @@ def pack_command(
     ] = None,
     categories: CategoriesOption = None,
     quiet: QuietOption = False,
+    out: OldOut = None,
 ) -> None:
     """Write TFRecord shards (<split>-00000-of-0000N.tfrecord) of the fetched images.
 
@@ -222,7 +238,7 @@ def pack_command(
         data,
         size,
         _categories(categories),
-        out=out,
+        out=either(output, out, "--output", "--out"),
         shard_size=shard_size,
         quality=quality,
         splits=tuple(split or SPLITS),
@@ -238,7 +254,8 @@ def pack_command(
     )
     if report.missing:
         typer.echo(
-            f"{report.missing:,} posts have no fetched image (run `furrytag dataset fetch {data}`)"
+            f"{report.missing:,} posts have no fetched image "
+            f"(run `furrytag dataset fetch --data {data}`)"
         )
     if report.failed:
         typer.echo(
@@ -251,7 +268,10 @@ def pack_command(
 
 @app.command("synth")
 def synth_command(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic export to.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder to write the synthetic export to."),
+    ] = None,
     posts: Annotated[int, typer.Option(help="Number of posts.")] = 500,
     tags_per_head: Annotated[
         int | None,
@@ -265,14 +285,16 @@ def synth_command(
     images: Annotated[bool, typer.Option(help="Draw the images (--no-images: CSV only).")] = True,
     plain: Annotated[bool, typer.Option("--plain", help="Write .csv instead of .csv.gz.")] = False,
     categories: CategoriesOption = None,
+    out: OldOut = None,
 ) -> None:
     """Write a synthetic e621 export with learnable images, for tests, demos and offline trials.
 
-    Same CSV formats as e621's export; images served from OUT/site with the layout of
+    Same CSV formats as e621's export; images served from OUTPUT/site with the layout of
     e621's file server. Not real data: train on it only to check a pipeline end to end.
     """
     from furrytag_cli.dataset.synth import write_synthetic
 
+    out = either(output, out, "--output", "--out", required=True)
     report = write_synthetic(
         out,
         posts,
@@ -291,15 +313,17 @@ def synth_command(
             f"  images:     {out / 'site'}  (serve: python -m http.server -d {out / 'site'} 8621)"
         )
     typer.echo(
-        f"Next: furrytag dataset build --export {out / 'export'} --out {out / 'data'} "
+        f"Next: furrytag dataset build --export {out / 'export'} --data {out / 'data'} "
         f"--categories {out / 'categories'}"
     )
 
 
 @app.command("stats")
 def stats_command(
-    data: Annotated[Path, typer.Argument(help="Dataset folder (with manifest.jsonl).")],
-    head: Annotated[list[str] | None, typer.Option(help="Only this head; repeatable.")] = None,
+    data: DataOption,
+    head: Annotated[
+        list[str], typer.Option(help="Only these heads (repeatable, or comma-separated).")
+    ] = [],
     as_json: Annotated[bool, typer.Option("--json", help="Print stats.json.")] = False,
     categories: CategoriesOption = None,
 ) -> None:
@@ -315,7 +339,7 @@ def stats_command(
     if as_json:
         typer.echo(json.dumps(stats, indent=1))
         return
-    heads = head or list(stats["tags"])
+    heads = split_commas(head) or list(stats["tags"])
     unknown = [h for h in heads if h not in stats["tags"]]
     if unknown:
         raise ConfigError(

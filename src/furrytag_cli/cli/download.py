@@ -1,6 +1,7 @@
 """``furrytag download``: fetch, verify and unpack a model into the cache."""
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,10 @@ def download_command(
             "--cache-dir", help="Model cache folder (default: $FURRYTAG_HOME or the user cache)."
         ),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or notes; only the summary.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Fetch a model, check its sha256, and unpack it into the cache."""
     from furrytag_cli.store import install as store
@@ -80,7 +85,13 @@ def download_command(
         if not name:
             raise typer.BadParameter("--from-file needs the NAME to install the model under")
         bundle = store.install_from_file(
-            name, from_file, sha256=pin, home=cache_dir, force=force, verify=check
+            name,
+            from_file,
+            sha256=pin,
+            home=cache_dir,
+            force=force,
+            verify=check,
+            progress=not quiet,
         )
     elif url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -89,7 +100,7 @@ def download_command(
             )
         name = name or _name_from_url(url)
         bundle = store.install_from_url(
-            name, url, sha256=pin, home=cache_dir, force=force, verify=check
+            name, url, sha256=pin, home=cache_dir, force=force, verify=check, progress=not quiet
         )
     elif not name:
         raise typer.BadParameter("give a model NAME (see `furrytag models`), or --url URL")
@@ -101,19 +112,29 @@ def download_command(
                 f"pass --url URL or --from-file ARCHIVE"
             )
         bundle = store.install_from_url(
-            name, source, sha256=pin, home=cache_dir, force=True, verify=check
+            name, source, sha256=pin, home=cache_dir, force=True, verify=check, progress=not quiet
         )
     elif name not in registry:
-        bundle = store.ensure_model(name, home=cache_dir, offline=offline, verify=check)
+        bundle = store.ensure_model(
+            name, home=cache_dir, offline=offline, verify=check, progress=not quiet
+        )
     else:
         entry = dataclasses.replace(registry.get(name), sha256=pin)
         if force:
             bundle = store.install_from_url(
-                name, entry.source_url, sha256=pin, home=cache_dir, force=True, verify=check
+                name,
+                entry.source_url,
+                sha256=pin,
+                home=cache_dir,
+                force=True,
+                verify=check,
+                progress=not quiet,
             )
         else:
-            bundle = store.ensure_model(entry, home=cache_dir, offline=offline, verify=check)
-    _report(name, bundle, cache_dir)
+            bundle = store.ensure_model(
+                entry, home=cache_dir, offline=offline, verify=check, progress=not quiet
+            )
+    _report(name, bundle, cache_dir, as_json=as_json)
 
 
 def _name_from_url(url: str) -> str:
@@ -123,10 +144,21 @@ def _name_from_url(url: str) -> str:
     return stem
 
 
-def _report(name: str, bundle: Path, cache_dir: Path | None) -> None:
+def _report(name: str, bundle: Path, cache_dir: Path | None, *, as_json: bool) -> None:
     from furrytag_cli.store.layout import model_dir, read_manifest
 
     manifest = read_manifest(name, cache_dir) or {}
+    if as_json:
+        summary = {
+            "name": name,
+            "source": manifest.get("source"),
+            "stored": str(model_dir(name, cache_dir)),
+            "bundle": str(bundle),
+            "sha256": manifest.get("sha256"),
+            "pinned": bool(manifest.get("pinned")),
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
     digest = manifest.get("sha256", "?")
     pinned = (
         "pinned"

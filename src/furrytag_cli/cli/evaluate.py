@@ -24,7 +24,8 @@ def evaluate_command(
         ),
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="A packed dataset (from `furrytag dataset pack`).")
+        Path | None,
+        typer.Option("--data", "-d", help="A packed dataset (from `furrytag dataset pack`)."),
     ] = None,
     split: Annotated[Split, typer.Option(help="Split of --data to evaluate.")] = "test",
     labels: Annotated[

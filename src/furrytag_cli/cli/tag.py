@@ -96,6 +96,12 @@ def tag_command(
     skip_existing: options.SkipExisting = False,
     overwrite: options.Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the run's summary as JSON on stdout (with -o FILE or -f txt)."
+        ),
+    ] = False,
     offline: Annotated[
         bool, typer.Option(help="Never use the network; the model must be cached.")
     ] = False,
@@ -118,6 +124,11 @@ def tag_command(
     spec = options.output_spec(
         values, embeddings=embeddings, failures=failures, resume=resume, strict=strict
     )
+    if as_json and spec.output is None and spec.fmt != "txt":
+        raise FurrytagError(
+            "--json prints the summary on stdout, where the results go without -o; "
+            "give -o FILE for the results"
+        )
     if gallery is not None:
         from furrytag_cli.cli.gallery import check_tag_gallery
 
@@ -164,8 +175,10 @@ def tag_command(
         summary = job.run(on_batch=progress.update, stop=stop)
     if summary.pipe_closed:
         raise typer.Exit(0)
-    if show:
-        rate = summary.tagged / summary.seconds if summary.seconds else 0.0
+    rate = summary.tagged / summary.seconds if summary.seconds else 0.0
+    if as_json:
+        _print_json(summary, rate, tagger, spec)
+    elif show:
         typer.echo(
             f"Tagged {summary.tagged}, skipped {summary.skipped} already done, "
             f"failed {len(summary.failed)} of {summary.total} files in {summary.seconds:.1f} s "
@@ -192,3 +205,27 @@ def tag_command(
 
 def _notice(message: str) -> None:
     typer.echo(f"furrytag: {message}", err=True)
+
+
+def _print_json(summary, rate: float, tagger, spec) -> None:
+    import json
+
+    typer.echo(
+        json.dumps(
+            {
+                "total": summary.total,
+                "tagged": summary.tagged,
+                "skipped": summary.skipped,
+                "failed": [{"path": path, "reason": reason} for path, reason in summary.failed],
+                "interrupted": summary.interrupted,
+                "seconds": round(summary.seconds, 3),
+                "images_per_second": round(rate, 2),
+                "model": tagger.bundle.name,
+                "model_id": tagger.model_id,
+                "engine": tagger.engine.name,
+                "output": str(spec.output) if spec.output else None,
+                "failures_file": str(summary.failures_file) if summary.failures_file else None,
+            },
+            indent=2,
+        )
+    )

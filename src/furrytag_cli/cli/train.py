@@ -1,11 +1,13 @@
 """``furrytag train``: train a multi-head tagger from a config and export a bundle."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from furrytag_cli.cli.conventions import either
 from furrytag_cli.core.errors import Interrupted
 
 
@@ -22,10 +24,14 @@ def train_command(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Packed dataset: its folder or its shards folder (default: data.path)."
+            "--data",
+            "-d",
+            help="Packed dataset: its folder or its shards folder (default: data.path).",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run folder to create.")
+    ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -39,6 +45,8 @@ def train_command(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", hidden=True)] = None,
 ) -> None:
     """Train a model on TFRecord shards; write checkpoints, logs and RUN_DIR/bundle.
 
@@ -48,6 +56,8 @@ def train_command(
     """
     # TensorFlow loads only when training starts, so --help stays fast.
     from furrytag_cli.training.trainer import train
+
+    out = either(output, out, "--output", "--out")
 
     def note(message: str) -> None:
         if not quiet:
@@ -70,6 +80,16 @@ def train_command(
             f"furrytag train --resume {resume or out}"
         ) from None
     state = result.state
+    if as_json:
+        summary = {
+            "run": str(result.run_dir),
+            "epochs": state.epoch,
+            "steps": state.global_step,
+            "best_epoch": state.best_epoch,
+            "bundle": str(result.bundle.path) if result.bundle is not None else None,
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
     best = f"best epoch {state.best_epoch}" if state.best_epoch else "no best epoch"
     if result.bundle is None:
         typer.echo(

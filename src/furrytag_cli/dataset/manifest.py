@@ -134,7 +134,7 @@ def manifest_path(data_dir: Path) -> Path:
     if not path.is_file():
         raise DatasetError(
             f"no {MANIFEST} in {data_dir}; create one with `furrytag dataset build "
-            f"--export EXPORT --out {data_dir}`"
+            f"--export EXPORT --data {data_dir}`"
         )
     return path
 

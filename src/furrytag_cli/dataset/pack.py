@@ -118,7 +118,7 @@ def pack_dataset(
         raise DatasetError(
             f"none of the {total:,} images of {data_dir}'s manifest is stored under "
             f"{data_dir / IMAGES} or {data_dir / SAMPLES}; run `furrytag dataset fetch "
-            f"{data_dir}` first"
+            f"--data {data_dir}` first"
         )
     # TensorFlow takes seconds to import; load it first so images/s measures packing.
     tensorflow()

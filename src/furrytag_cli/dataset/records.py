@@ -103,7 +103,7 @@ def records_dir(data_dir: Path) -> Path:
             return folder
     raise DatasetError(
         f"no {RECORDS_INFO} in {data_dir} or {data_dir / RECORDS_DIR}; pack the dataset "
-        "first with `furrytag dataset pack DATA --size S`"
+        "first with `furrytag dataset pack --data DATA --size S`"
     )
 
 

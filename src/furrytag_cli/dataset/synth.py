@@ -139,7 +139,7 @@ def write_synthetic(
     export = out / "export"
     if export.exists() or (out / "site").exists():
         raise DatasetError(
-            f"{out} already holds a synthetic export; give another --out or "
+            f"{out} already holds a synthetic export; give another --output or "
             "delete that folder first"
         )
     try:

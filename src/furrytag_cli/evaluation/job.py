@@ -121,7 +121,7 @@ def resolve_sources(
     if split not in available:
         raise DatasetError(
             f"{data} has no examples in split {split!r} (packed splits: "
-            f"{', '.join(available) or 'none'}); pack it with `furrytag dataset pack {data}`"
+            f"{', '.join(available) or 'none'}); pack it with `furrytag dataset pack --data {data}`"
         )
     if tune_on == "none":
         return source, None

@@ -99,7 +99,7 @@ def load_checkpoint(run_dir: Path, name: str = LATEST) -> Checkpoint:
     except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(
             f"the {name} checkpoint in {folder} is damaged ({type(exc).__name__}: {exc}); "
-            "start a new run with another --out, or delete that folder and --resume starts "
+            "start a new run with another --output, or delete that folder and --resume starts "
             "this run from the beginning"
         ) from None
     return Checkpoint(state=state, weights=weights, optimizer=optimizer)

@@ -87,7 +87,7 @@ def prepare_run(
                 "(change settings with --set)"
             )
         if out is not None and Path(out) != run_dir:
-            raise ConfigError(f"--resume {run_dir} writes to that run folder; leave out --out")
+            raise ConfigError(f"--resume {run_dir} writes to that run folder; leave out --output")
         if not (run_dir / RESOLVED_CONFIG).is_file():
             raise ConfigError(f"{run_dir} is not a training run (no {RESOLVED_CONFIG} in it)")
         resolved = config_from_file(run_dir / RESOLVED_CONFIG, overrides)
@@ -96,12 +96,12 @@ def prepare_run(
         state = checkpoint.state if checkpoint is not None else TrainState()
     else:
         if config is None or out is None:
-            raise ConfigError("give --config and --out (or --resume RUN_DIR)")
+            raise ConfigError("give --config and --output (or --resume RUN_DIR)")
         run_dir = Path(out)
         if (run_dir / CHECKPOINTS).exists():
             raise ConfigError(
                 f"{run_dir} already holds a training run; continue it with "
-                f"--resume {run_dir} or give another --out"
+                f"--resume {run_dir} or give another --output"
             )
         resolved = config if isinstance(config, TrainConfig) else load_config(config, overrides)
         state = TrainState()
