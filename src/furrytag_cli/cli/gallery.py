@@ -1,11 +1,18 @@
 """``furrytag gallery``: an offline HTML page of tagging results, with review and labels export."""
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from furrytag_cli.core.errors import FurrytagError
+
+if TYPE_CHECKING:
+    from furrytag_cli.gallery.build import ThresholdTable
+    from furrytag_cli.gallery.results import Results
+    from furrytag_cli.tagging.job import OutputSpec
+    from furrytag_cli.tagging.tagger import Tagger
 
 
 def gallery_command(
@@ -67,14 +74,14 @@ def gallery_command(
 
 
 def write_gallery(
-    results,
+    results: "Results",
     output: Path,
-    thresholds,
-    thresholds_from,
+    thresholds: "ThresholdTable | None",
+    thresholds_from: str | None,
     *,
-    workers=None,
-    rating_cuts=None,
-    quiet=False,
+    workers: int | None = None,
+    rating_cuts: Sequence[float] | None = None,
+    quiet: bool = False,
 ) -> None:
     """Build the gallery and say where it is (shared with ``tag --gallery``)."""
     from furrytag_cli.gallery.build import build_gallery
@@ -108,7 +115,7 @@ def write_gallery(
     )
 
 
-def check_tag_gallery(spec, inputs: list[str]) -> None:
+def check_tag_gallery(spec: "OutputSpec", inputs: list[str]) -> None:
     """Refuse ``tag --gallery`` before the run when its results could not be shown."""
     if spec.fmt in ("jsonl", "json") and spec.output is not None:
         return
@@ -125,7 +132,15 @@ def check_tag_gallery(spec, inputs: list[str]) -> None:
     )
 
 
-def gallery_of_run(spec, inputs: list[str], tagger, folder: Path, failures, *, quiet: bool) -> None:
+def gallery_of_run(
+    spec: "OutputSpec",
+    inputs: list[str],
+    tagger: "Tagger",
+    folder: Path,
+    failures: Path | None,
+    *,
+    quiet: bool,
+) -> None:
     """The gallery of a finished ``tag`` run, with the thresholds and rating cuts it used."""
     from furrytag_cli.gallery.results import read_results
 
