@@ -38,12 +38,15 @@ def make_native_bundle(
     return path
 
 
-def make_legacy_saved_model(target: Path, size: int = LEGACY_SIZE, seed: int = 11) -> Path:
+def make_legacy_saved_model(
+    target: Path, size: int = LEGACY_SIZE, seed: int = 11, *, grouped: bool = False
+) -> Path:
     """Write a SavedModel in the original's exact format to ``target``.
 
     A tf_keras functional model: ``img_input`` → ``feature_layer`` (a SavedModel wrapped
     by TF-Hub's KerasLayer, as the original did) → per head ``<head>_hidden_layer``
-    Dense(128) → ``<head>_output`` sigmoid.
+    Dense(128) → ``<head>_output`` sigmoid. ``grouped`` adds a grouped convolution to
+    the features, as ConvNeXt's depthwise ones.
     """
     import tensorflow as tf
     import tensorflow_hub as hub
@@ -54,6 +57,8 @@ def make_legacy_saved_model(target: Path, size: int = LEGACY_SIZE, seed: int = 1
     inp = tf_keras.Input((size, size, 3))
     x = tf_keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
     x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    if grouped:
+        x = tf_keras.layers.Conv2D(16, 7, groups=16, padding="same")(x)
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
     tf.saved_model.save(tf_keras.Model(inp, x), str(feature_src))
 

@@ -187,6 +187,16 @@ def test_grouped_convolutions_run_through_lite(tmp_path):
         )
 
 
+def test_a_legacy_model_with_grouped_convolutions_runs_through_lite(tmp_path):
+    from tests.modelfactory import make_legacy_saved_model
+
+    bundle = load_bundle(make_legacy_saved_model(tmp_path / LEGACY_NAME, grouped=True))
+    batch = images(3) / 255.0
+    lite_engine = load_engine(bundle, engine="auto", device="cpu", notify=None)
+    assert lite_engine.name == "lite"
+    assert_same_scores(KerasEngine(bundle)(batch), lite_engine(batch), embeddings=False)
+
+
 def test_engine_choice(native_bundle_dir):
     from furrytag_cli.core.errors import ConfigError
 
