@@ -1,5 +1,6 @@
 """``furrytag tag``: tag image files and folders, write per-category tags."""
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -111,9 +112,31 @@ def tag_command(
         typer.Option(help="Then write an HTML gallery of the results here (furrytag gallery)."),
     ] = None,
     profile: options.Profile = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster (pip install 'furrytag[ray]'): the one at --ray-address "
+            "or RAY_ADDRESS, else one started here. -o is then a folder of Parquet shards "
+            "(-f jsonl: JSONL) of every image's tags and scores.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--ray: the cluster to join (implies --ray).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="--ray: model workers, one model each.")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(help="--ray: GPUs per model worker.")] = 0.0,
+    cpus_per_worker: Annotated[float, typer.Option(help="--ray: CPUs per model worker.")] = 1.0,
+    shard_rows: Annotated[int, typer.Option(help="--ray: images per output shard.")] = 10_000,
 ) -> None:
     """Tag images with e621-style tags, per category, and a rating."""
     values = options.with_profile(ctx, dict(locals()))
+    from furrytag_cli.cli import tag_ray
+
+    if ray or ray_address is not None:
+        tag_ray.tag_on_ray_command(values, inspect.signature(tag_command))
+        return
+    tag_ray.check_ray_options(values, inspect.signature(tag_command))
     from furrytag_cli.core.interrupt import graceful_interrupt
     from furrytag_cli.tagging.discovery import discover
     from furrytag_cli.tagging.job import TagJob

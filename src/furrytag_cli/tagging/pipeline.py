@@ -3,7 +3,7 @@
 
 A file whose header is rejected is recorded in ``rejected`` (index → reason) and never
 enters the pipeline; a file that fails to decode is dropped by ``ignore_errors`` and
-shows up as a gap in the indices, which the caller diagnoses. No list of decoded
+shows up as a gap in the indices, which the caller fills with ``fallback_input``. No list of decoded
 images exists anywhere, so memory stays flat in the number of files.
 """
 
@@ -51,6 +51,12 @@ def composite_on_white(data, spec: PreprocessSpec):
         antialias=spec.antialias,
     )
     return small[..., :3] + 255.0 * (1.0 - small[..., 3:])
+
+
+def fallback_input(path: Path, spec: PreprocessSpec):
+    """The model input (float32 (S, S, 3)) of a file the pipeline dropped because
+    TensorFlow could not decode it, through Pillow; raises ImageError with the reason."""
+    return preprocess_image(tf.convert_to_tensor(decode_with_pillow(path, spec)), spec)
 
 
 def inference_dataset(

@@ -20,7 +20,7 @@ from furrytag_cli.engines.choose import load_engine
 from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.model.loading import load_bundle
 from furrytag_cli.store.registry import load_registry
-from furrytag_cli.tagging.decode import MAX_PIXELS, decode_with_pillow
+from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.discovery import discover
 from furrytag_cli.tagging.predict import Predictor, Tagging, TagOptions
 
@@ -235,6 +235,8 @@ class Tagger:
         self, start: int, stop: int, paths: Sequence[Path], rejected: dict[int, str]
     ) -> list[Scored]:
         """Outcomes for the inputs the pipeline skipped between ``start`` and ``stop``."""
+        from furrytag_cli.tagging.pipeline import fallback_input
+
         outcomes = []
         for index in range(start, stop):
             if index in rejected:
@@ -242,9 +244,9 @@ class Tagger:
                 continue
             # TensorFlow could not decode it; Pillow either reads it or tells why.
             try:
-                image = decode_with_pillow(paths[index], self.bundle.preprocess)
+                image = fallback_input(paths[index], self.bundle.preprocess)
             except ImageError as exc:
                 outcomes.append(Scored(index, paths[index], reason=str(exc)))
                 continue
-            outcomes.append(Scored(index, paths[index], scores=self.scores([image]), row=0))
+            outcomes.append(Scored(index, paths[index], scores=self.engine(image[None]), row=0))
         return outcomes

@@ -1,0 +1,258 @@
+"""One whole run on Ray: list the images, skip what complete shards hold, stream the rest
+through decoding tasks and model workers, write shards as results arrive.
+
+The driver (this process) lists the inputs and writes the shards; Ray Data streams the
+images: decoding tasks on CPUs feed a pool of model workers. A worker that dies is
+replaced and its block run again by Ray Data; results reach the driver once per block,
+so every image is written exactly once. Memory is bounded by the blocks in flight and
+one shard's rows, whatever the number of images.
+"""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.distributed.runtime import cluster, require_ray
+from furrytag_cli.distributed.shards import ShardFolder, result_schema
+from furrytag_cli.distributed.sources import Listing, list_images
+from furrytag_cli.tagging.decode import MAX_PIXELS
+from furrytag_cli.tagging.predict import TagOptions
+
+DEFAULT_SHARD_ROWS = 10_000
+
+
+@dataclass
+class RaySummary:
+    """What a Ray run did."""
+
+    folder: Path
+    total: int = 0
+    tagged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    shards: list[Path] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """How the work is spread: model workers and what each holds, images per batch."""
+
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    batch_size: int = 32
+    shard_rows: int = DEFAULT_SHARD_ROWS
+
+    def check(self) -> None:
+        if self.workers < 1:
+            raise FurrytagError(f"--workers must be at least 1; received {self.workers}")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker < 0:
+            raise FurrytagError(
+                "--gpus-per-worker and --cpus-per-worker cannot be negative; received "
+                f"{self.gpus_per_worker} and {self.cpus_per_worker}"
+            )
+        if self.batch_size < 1:
+            raise FurrytagError(f"--batch-size must be at least 1; received {self.batch_size}")
+        if self.shard_rows < 1:
+            raise FurrytagError(f"--shard-rows must be at least 1; received {self.shard_rows}")
+
+
+def tag_on_ray(
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    model: str | Path | None = None,
+    options: TagOptions = TagOptions(),
+    fmt: str = "parquet",
+    settings: RaySettings = RaySettings(),
+    address: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    engine: str = "auto",
+    device: str = "auto",
+    quantize: str = "none",
+    home: Path | None = None,
+    offline: bool = False,
+    recursive: bool = True,
+    max_pixels: int = MAX_PIXELS,
+) -> Path:
+    """Tag ``inputs`` (local files and folders every node sees, or ``s3://``/``gs://``
+    URIs) on Ray into the folder ``output``; return that folder.
+
+    Uses the cluster this process joined with ``ray.init`` when there is one, else the one
+    at ``address`` (or ``RAY_ADDRESS``), else a cluster started on this machine for the run.
+    """
+    return run_on_ray(
+        [str(i) for i in inputs],
+        Path(output),
+        model=None if model is None else str(model),
+        options=options,
+        fmt=fmt,
+        settings=settings,
+        address=address,
+        resume=resume,
+        overwrite=overwrite,
+        engine=engine,
+        device=device,
+        quantize=quantize,
+        home=home,
+        offline=offline,
+        recursive=recursive,
+        max_pixels=max_pixels,
+    ).folder
+
+
+def run_on_ray(
+    inputs: Sequence[str],
+    output: Path,
+    *,
+    model: str | None = None,
+    options: TagOptions = TagOptions(),
+    fmt: str = "parquet",
+    settings: RaySettings = RaySettings(),
+    address: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    engine: str = "auto",
+    device: str = "auto",
+    quantize: str = "none",
+    home: Path | None = None,
+    offline: bool = False,
+    recursive: bool = True,
+    globs: Sequence[str] = (),
+    excludes: Sequence[str] = (),
+    null_separated: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    on_shard: Callable[[RaySummary], None] = lambda summary: None,
+) -> RaySummary:
+    """``tag_on_ray`` with the CLI's extras: file filters, and ``on_shard`` called with the
+    summary so far after each shard is written; returns the summary."""
+    from furrytag_cli.tagging.predict import Predictor
+    from furrytag_cli.tagging.tagger import resolve_bundle
+
+    require_ray()
+    settings.check()
+    folder = ShardFolder(output, fmt)
+    options = dataclasses.replace(options, all_scores=True)
+    bundle = resolve_bundle(model, home=home, offline=offline)
+    predictor = Predictor(bundle, options)  # checks the options before any work starts
+    listing = list_images(
+        inputs, recursive=recursive, globs=globs, excludes=excludes, null_separated=null_separated
+    )
+    if not len(listing) and not listing.problems:
+        raise FurrytagError(
+            f"no images found in {', '.join(inputs)} (looked for .jpg .jpeg .png .gif .webp .bmp)"
+        )
+    summary = RaySummary(folder=output, total=len(listing), problems=listing.problems)
+    summary.model_id = bundle.model_id
+    folder.prepare(resume=resume, overwrite=overwrite)
+    with folder.lock():
+        pending = _pending(listing, folder, bundle.model_id) if resume else listing
+        summary.skipped = len(listing) - len(pending)
+        start = time.perf_counter()
+        if len(pending):
+            schema = result_schema(predictor.tags)
+            worker_args = dict(
+                model=model,
+                model_id=bundle.model_id,
+                options=options,
+                engine=engine,
+                device="cpu" if settings.gpus_per_worker == 0 and device == "auto" else device,
+                quantize=quantize,
+                home=home,
+                offline=offline,
+            )
+            with cluster(address):
+                dataset = _dataset(pending, bundle.preprocess, settings, worker_args, max_pixels)
+                _write(dataset, folder, schema, settings.shard_rows, summary, on_shard)
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _pending(listing: Listing, folder: ShardFolder, model_id: str) -> Listing:
+    done, failed = folder.done(model_id)
+    return listing.keep(
+        [
+            i
+            for i, path in enumerate(listing.path)
+            if path not in failed
+            and (path, listing.size[i], listing.mtime[i], model_id) not in done
+        ]
+    )
+
+
+def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, max_pixels: int):
+    """The lazy Ray Data pipeline: rows → decoding tasks → model workers."""
+    import pyarrow as pa
+    import ray.data
+
+    from furrytag_cli.distributed.stages import ModelWorker, decode_block
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    rows = settings.batch_size
+    blocks = [
+        pa.table(
+            {
+                "path": listing.path[i : i + rows],
+                "location": pa.array(listing.location[i : i + rows], pa.binary()),
+                "size": pa.array(listing.size[i : i + rows], pa.int64()),
+                "mtime": pa.array(listing.mtime[i : i + rows], pa.float64()),
+            }
+        )
+        for i in range(0, len(listing), rows)
+    ]
+    return (
+        ray.data.from_arrow(blocks)
+        .map_batches(
+            decode_block,
+            batch_size=rows,
+            batch_format="numpy",
+            fn_kwargs={"spec": spec, "max_pixels": max_pixels},
+            num_cpus=1,
+            # The block and its model inputs; a resource model workers do not ask for,
+            # which also keeps Ray Data from fusing decoding into their processes.
+            memory=rows * (spec.size**2 * 3 * 4 * 2),
+        )
+        .map_batches(
+            ModelWorker,
+            batch_size=rows,
+            batch_format="numpy",
+            fn_constructor_kwargs=worker_args,
+            compute=ray.data.ActorPoolStrategy(size=settings.workers),
+            num_cpus=settings.cpus_per_worker,
+            num_gpus=settings.gpus_per_worker,
+        )
+    )
+
+
+def _write(dataset, folder: ShardFolder, schema, shard_rows: int, summary, on_shard) -> None:
+    records: list[dict] = []
+    failures: list[dict] = []
+
+    def flush() -> None:
+        summary.shards.extend(folder.write(records, failures, schema))
+        summary.tagged += len(records)
+        summary.failed += len(failures)
+        records.clear()
+        failures.clear()
+        on_shard(summary)
+
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for path, record, reason in zip(batch["path"], batch["record"], batch["reason"]):
+            if reason:
+                failures.append({"path": str(path), "reason": str(reason)})
+            else:
+                records.append(json.loads(record))
+        if len(records) + len(failures) >= shard_rows:
+            flush()
+    if records or failures:
+        flush()

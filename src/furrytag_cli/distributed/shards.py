@@ -1,0 +1,221 @@
+"""The output folder of a Ray run: shards of results and of failures, each written whole.
+
+    OUT/part-<run>-<n>.parquet            one row per tagged image (or .jsonl)
+    OUT/_failures/part-<run>-<n>.parquet  one row per image that could not be tagged
+
+A results row holds what ``furrytag tag --all-scores`` writes per image (path, kept
+tags per head with scores, rating, rating score, every tag's score, file size and mtime,
+model id). A shard is written to a hidden temporary file and renamed, so a shard that
+exists is complete; pyarrow and pandas skip names starting with ``.`` and ``_``, so
+``pandas.read_parquet(OUT)`` reads the results alone. Every image has exactly one row, in
+a results or a failures shard: a resumed run skips the images of every complete shard.
+"""
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from furrytag_cli.core.errors import OutputError
+from furrytag_cli.tagging.resume import Key, record_key
+
+FORMATS = ("parquet", "jsonl")
+FAILURES = "_failures"
+_PREFIX = "part-"
+_LOCK = ".furrytag-ray.lock"
+
+
+def result_schema(tags: dict[str, Sequence[str]]):
+    """The Parquet schema of results for heads ``tags`` (head → its tag names)."""
+    import pyarrow as pa
+
+    scores = pa.struct(
+        [(h, pa.struct([(t, pa.float64()) for t in names])) for h, names in tags.items()]
+    )
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("tags", pa.struct([(h, pa.map_(pa.string(), pa.float64())) for h in tags])),
+            ("rating", pa.string()),
+            ("rating_score", pa.float64()),
+            ("scores", scores),
+            ("file", pa.struct([("size", pa.int64()), ("mtime", pa.float64())])),
+            ("model", pa.string()),
+        ]
+    )
+
+
+def failure_schema():
+    import pyarrow as pa
+
+    return pa.schema([("path", pa.string()), ("reason", pa.string())])
+
+
+class ShardFolder:
+    """Writes and reads the shards of one output folder in format ``fmt``."""
+
+    def __init__(self, root: Path, fmt: str = "parquet"):
+        if fmt not in FORMATS:
+            raise OutputError(
+                f"--format on Ray must be one of {', '.join(FORMATS)}; received {fmt!r}"
+            )
+        self.root = Path(root)
+        self.fmt = fmt
+        self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        self.count = 0
+
+    @property
+    def failures(self) -> Path:
+        return self.root / FAILURES
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while a run writes here: two runs into one folder would clash."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.root / _LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise OutputError(
+                f"another run is writing to {self.root}; wait for it, or write elsewhere"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def shards(self, fmt: str | None = None) -> list[Path]:
+        """The complete results shards (of format ``fmt``; default: this folder's)."""
+        return sorted(self.root.glob(f"{_PREFIX}*.{fmt or self.fmt}"))
+
+    def failure_shards(self, fmt: str | None = None) -> list[Path]:
+        return sorted(self.failures.glob(f"{_PREFIX}*.{fmt or self.fmt}"))
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        """Make the folder ready: refuse to mix runs unless resuming or overwriting."""
+        if resume and overwrite:
+            raise OutputError("--resume and --overwrite contradict each other; pick one")
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(
+                f"{self.root} is a file; on Ray the output (-o) is a folder of shards"
+            )
+        other = "jsonl" if self.fmt == "parquet" else "parquet"
+        if self.shards(other) or self.failure_shards(other):
+            raise OutputError(
+                f"{self.root} holds {other} shards; resume with --format {other}, or write "
+                "to another folder"
+            )
+        earlier = self.shards() + self.failure_shards()
+        if earlier and overwrite:
+            for shard in earlier:
+                shard.unlink()
+        elif earlier and not resume:
+            raise OutputError(
+                f"{self.root} already holds {len(earlier)} shard(s); use --resume to finish "
+                "that run or --overwrite to replace it"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the output folder {self.root}: {exc.strerror}"
+            ) from None
+        # Temporary files of a run that was killed never became shards.
+        for folder in (self.root, self.failures):
+            for stale in folder.glob(f".{_PREFIX}*"):
+                stale.unlink()
+
+    def done(self, model: str) -> tuple[set[Key], set[str]]:
+        """The resume keys of the images in results shards, and the paths of failures.
+
+        Raises OutputError when the results come from another model.
+        """
+        keys: set[Key] = set()
+        for record in self._records(self.shards(), columns=["path", "file", "model"]):
+            key = record_key(record)
+            if key is None:
+                raise OutputError(f"{self.root} holds a shard that is not furrytag output")
+            if key[3] != model:
+                raise OutputError(
+                    f"{self.root} holds tags from another model ({key[3]}); --resume continues "
+                    f"a run of the same model, and this is {model}: use -o to write elsewhere"
+                )
+            keys.add(key)
+        failed = {r["path"] for r in self._records(self.failure_shards(), columns=["path"])}
+        return keys, failed
+
+    def write(self, records: list[dict], failures: list[dict], schema) -> list[Path]:
+        """Write a results shard of ``records`` and a failures shard of ``failures`` (each
+        only when not empty); return the shards written."""
+        name = f"{_PREFIX}{self.run}-{self.count:05d}.{self.fmt}"
+        self.count += 1
+        written = []
+        for rows, folder, rows_schema in (
+            (failures, self.failures, failure_schema()),
+            (records, self.root, schema),
+        ):
+            if rows:
+                written.append(self._write(folder / name, rows, rows_schema))
+        return written
+
+    def _write(self, target: Path, rows: list[dict], schema) -> Path:
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        try:
+            target.parent.mkdir(exist_ok=True)
+            if self.fmt == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pylist(rows, schema=schema), temp)
+            else:
+                with open(temp, "w", encoding="utf-8") as stream:
+                    for row in rows:
+                        stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            os.replace(temp, target)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise OutputError(
+                f"cannot write {target}: {exc.strerror or exc}; the shards before it are "
+                "intact: make room and continue with --resume"
+            ) from None
+        return target
+
+    def _records(self, shards: Sequence[Path], columns: list[str]) -> Iterator[dict]:
+        for shard in shards:
+            yield from read_shard(shard, columns=columns)
+
+
+def read_shard(shard: Path, columns: list[str] | None = None) -> Iterator[dict]:
+    """The rows of one shard as ``furrytag tag``'s JSONL records (dicts)."""
+    if shard.suffix == ".jsonl":
+        with open(shard, encoding="utf-8") as stream:
+            for line in stream:
+                record = json.loads(line)
+                yield {k: record[k] for k in columns} if columns else record
+        return
+    import pyarrow.parquet as pq
+
+    for row in pq.read_table(shard, columns=columns).to_pylist():
+        if "tags" in row:
+            # Maps come back as (key, value) pairs.
+            row["tags"] = {h: dict(pairs) for h, pairs in row["tags"].items()}
+        yield row
+
+
+def read_results(folder: Path) -> tuple[list[dict], list[dict]]:
+    """Every results record and every failure (path, reason) of an output folder."""
+    root = Path(folder)
+    records = [
+        r for fmt in FORMATS for s in sorted(root.glob(f"{_PREFIX}*.{fmt}")) for r in read_shard(s)
+    ]
+    failures = [
+        r
+        for fmt in FORMATS
+        for s in sorted((root / FAILURES).glob(f"{_PREFIX}*.{fmt}"))
+        for r in read_shard(s)
+    ]
+    return records, failures

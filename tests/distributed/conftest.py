@@ -1,0 +1,35 @@
+"""One small Ray cluster on this machine for the whole test session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """Ray started once (2 CPUs, a small object store, no dashboard), shut down at the end."""
+    import ray
+
+    home = tmp_path_factory.mktemp("ray-furrytag-home")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=100 * 1024**2,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"FURRYTAG_HOME": str(home)}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_images(tmp_path_factory):
+    """A folder of 24 small JPEG and PNG images."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("ray-images")
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        pixels = (rng.random((40 + i, 56, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.{'png' if i % 3 == 0 else 'jpg'}")
+    return folder

@@ -1,0 +1,215 @@
+"""Tagging on a local Ray cluster: the same results as ``furrytag tag``, resumable, and
+exactly once when a model worker is killed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from furrytag_cli.cli.conventions import PARTIAL
+from tests.clirunner import invoke
+from tests.imagefactory import write_bad_images, write_good_images
+
+pytestmark = pytest.mark.slow
+
+WORKER_TITLE = "ray::MapWorker(MapBatches(ModelWorker))"
+
+
+class Stop(Exception):
+    """Stops a run from its shard callback, as Ctrl-C or a lost driver would."""
+
+
+def assert_same_record(ours: dict, theirs: dict) -> None:
+    assert ours["path"] == theirs["path"]
+    assert ours["model"] == theirs["model"]
+    assert ours["file"] == theirs["file"]
+    assert ours["rating"] == theirs["rating"]
+    assert ours["rating_score"] == pytest.approx(theirs["rating_score"], abs=1e-5)
+    for key in ("tags", "scores"):
+        assert ours[key].keys() == theirs[key].keys()
+        for head, values in theirs[key].items():
+            assert ours[key][head].keys() == values.keys(), (ours["path"], key, head)
+            for tag, score in values.items():
+                assert ours[key][head][tag] == pytest.approx(score, abs=1e-5)
+
+
+def model_worker_pids() -> set[int]:
+    """The processes of furrytag's model workers (Ray names them by their class)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if title.startswith(WORKER_TITLE) and state != "Z":
+            pids.add(int(entry.name))
+    return pids
+
+
+def test_same_tags_and_scores_as_tag_on_one_machine(
+    ray_cluster, native_bundle_dir, tmp_path, capsys, monkeypatch
+):
+    folder = tmp_path / "art"
+    write_good_images(folder)
+    write_bad_images(folder / "bad")
+    single = invoke(
+        capsys,
+        monkeypatch,
+        "tag",
+        folder,
+        "--model",
+        native_bundle_dir,
+        "--all-scores",
+        "-o",
+        tmp_path / "one.jsonl",
+    )
+    assert single.code == PARTIAL  # the bad images
+    on_ray = invoke(
+        capsys,
+        monkeypatch,
+        "tag",
+        folder,
+        "--model",
+        native_bundle_dir,
+        "--ray",
+        "--batch-size",
+        "4",
+        "--shard-rows",
+        "5",
+        "-o",
+        tmp_path / "shards",
+    )
+    assert on_ray.code == PARTIAL, on_ray.stderr
+    assert "Tagged 10, skipped 0 already done, failed 5 of 15 files" in on_ray.stderr
+
+    from furrytag_cli.distributed.shards import read_results
+
+    expected = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    records, failures = read_results(tmp_path / "shards")
+    assert sorted(r["path"] for r in records) == sorted(r["path"] for r in expected)
+    by_path = {r["path"]: r for r in records}
+    for theirs in expected:
+        assert_same_record(by_path[theirs["path"]], theirs)
+    report = (tmp_path / "one.jsonl.failures.tsv").read_text().splitlines()[1:]
+    assert sorted((f["path"], f["reason"]) for f in failures) == sorted(
+        tuple(line.split("\t")) for line in report
+    )
+    assert len(list((tmp_path / "shards").glob("part-*.parquet"))) >= 2
+    assert not list((tmp_path / "shards").rglob(".part-*"))
+
+    # pandas reads the folder: the results alone (the failures are in _failures/).
+    import pandas
+
+    table = pandas.read_parquet(tmp_path / "shards")
+    assert len(table) == 10 and set(table.columns) >= {"path", "tags", "scores", "model"}
+
+
+def test_resume_finishes_a_stopped_run_without_duplicates(
+    ray_cluster, native_bundle_dir, ray_images, tmp_path
+):
+    from furrytag_cli.distributed.run import RaySettings, run_on_ray
+    from furrytag_cli.distributed.shards import read_results
+
+    source = ray_images.resolve().as_uri()  # file:///...: read through pyarrow's file systems
+    out = tmp_path / "out"
+    settings = RaySettings(batch_size=3, shard_rows=3)
+
+    def stop(summary):
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_on_ray(
+            [source],
+            out,
+            model=str(native_bundle_dir),
+            fmt="jsonl",
+            settings=settings,
+            on_shard=stop,
+        )
+    first, _ = read_results(out)
+    assert 3 <= len(first) < 24
+    with pytest.raises(Exception, match="--resume"):
+        run_on_ray([source], out, model=str(native_bundle_dir), fmt="jsonl", settings=settings)
+
+    summary = run_on_ray(
+        [source], out, model=str(native_bundle_dir), fmt="jsonl", settings=settings, resume=True
+    )
+    assert summary.skipped == len(first)
+    records, failures = read_results(out)
+    paths = Counter(r["path"] for r in records)
+    assert failures == []
+    assert sorted(paths) == sorted(
+        f"{source}/img{i:02d}.{'png' if i % 3 == 0 else 'jpg'}" for i in range(24)
+    )
+    assert max(paths.values()) == 1
+    assert all(r in records for r in first)  # the first run's shards are kept as they were
+
+
+def test_a_killed_model_worker_is_replaced_and_nothing_is_lost(
+    ray_cluster, native_bundle_dir, ray_images, tmp_path
+):
+    from furrytag_cli.distributed.run import RaySettings, run_on_ray
+    from furrytag_cli.distributed.shards import read_results
+
+    seen: list[set[int]] = []
+    killed = []
+
+    def kill_once(summary):
+        pids = model_worker_pids()
+        seen.append(pids)
+        if killed:
+            return
+        # A batch went through the worker (its shard is written): kill it mid-run.
+        (pid,) = pids
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+        while pid in model_worker_pids():
+            time.sleep(0.05)
+
+    run_on_ray(
+        [str(ray_images)],
+        tmp_path / "out",
+        model=str(native_bundle_dir),
+        settings=RaySettings(batch_size=2, shard_rows=2),
+        on_shard=kill_once,
+    )
+    records, failures = read_results(tmp_path / "out")
+    paths = Counter(r["path"] for r in records)
+    assert failures == []
+    assert len(paths) == 24 and max(paths.values()) == 1
+    later = set().union(*seen[1:])
+    assert later and killed[0] not in later  # a new worker did the rest
+
+
+def test_without_ray_installed_the_error_says_what_to_install(native_bundle_dir, tmp_path):
+    fake = tmp_path / "no-ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    write_good_images(tmp_path / "art")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "furrytag_cli",
+            "tag",
+            str(tmp_path / "art"),
+            "--ray",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "no-ray")},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert 'pip install "furrytag[ray]"' in run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
