@@ -46,7 +46,11 @@ def test_gallery_command_errors(tmp_path, capsys, monkeypatch):
         "--thresholds",
         tmp_path / "t.yaml",
     )
-    assert both.code == 1 and "give one" in both.stderr
+    assert both.code == 2 and "give one" in both.stderr
+    out_of_range = invoke(
+        capsys, monkeypatch, "gallery", results, "-o", tmp_path / "g", "--threshold", "2"
+    )
+    assert out_of_range.code == 2 and "between 0 and 1" in out_of_range.stderr
     (tmp_path / "file").write_text("")
     onto_file = invoke(capsys, monkeypatch, "gallery", results, "-o", tmp_path / "file")
     assert onto_file.code == 1 and "is a file" in onto_file.stderr
@@ -86,5 +90,5 @@ def test_tag_gallery_needs_a_results_file(tmp_path, capsys, monkeypatch):
         "--gallery",
         tmp_path / "g",
     )
-    assert refused.code == 1 and "--gallery shows the results written to a file" in refused.stderr
+    assert refused.code == 2 and "--gallery shows the results written to a file" in refused.stderr
     assert not (tmp_path / "t.csv").exists()

@@ -90,6 +90,39 @@ def test_a_review_exported_from_the_page_tunes_thresholds_for_tag(
     )
     assert retagged.code == 0, retagged.stderr
     assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 6
+    # Or without the model: choose the tags again from the saved scores, and look again.
+    chosen = invoke(
+        capsys,
+        monkeypatch,
+        "retag",
+        "results.jsonl",
+        "-m",
+        native_bundle_dir,
+        "--thresholds",
+        "t.yaml",
+        "--all-scores",
+        "-o",
+        "retagged.jsonl",
+    )
+    assert chosen.code == 0, chosen.stderr
+    shown = invoke(
+        capsys,
+        monkeypatch,
+        "gallery",
+        "retagged.jsonl",
+        "-o",
+        "gallery",
+        "--thresholds",
+        "t.yaml",
+    )
+    assert shown.code == 0, shown.stderr
+    assert "(0 thumbnails made, 6 reused" in shown.stderr
+    page.reload()
+    page.wait_for_selector("body[data-state=ready]")
+    assert page.inner_text("#review-count") == "4 reviewed"
+    page.locator("#grid .card").first.click()
+    assert "from t.yaml" in page.inner_text("#detail-thresholds")
+    assert view.errors == []
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
     from furrytag_cli.gallery.build import ThresholdTable
@@ -56,11 +56,11 @@ def gallery_command(
     from furrytag_cli.gallery.results import read_results
 
     if thresholds is not None and threshold is not None:
-        raise FurrytagError("--thresholds and --threshold both name the thresholds; give one")
+        raise UsageError("--thresholds and --threshold both name the thresholds; give one")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise FurrytagError(f"--threshold must be between 0 and 1; received {threshold}")
+        raise UsageError(f"--threshold must be between 0 and 1; received {threshold}")
     if workers is not None and workers < 1:
-        raise FurrytagError(f"--workers must be at least 1; received {workers}")
+        raise UsageError(f"--workers must be at least 1; received {workers}")
     loaded = read_results(results, base=base, failures=failures)
     table, named = None, None
     if thresholds is not None or threshold is not None:
@@ -126,7 +126,7 @@ def check_tag_gallery(spec: "OutputSpec", inputs: list[str]) -> None:
         and Path(inputs[0]).is_dir()
     ):
         return
-    raise FurrytagError(
+    raise UsageError(
         "--gallery shows the results written to a file: add -o results.jsonl (JSONL or JSON); "
         "for captions (-f txt) tag one folder without --output-dir"
     )

@@ -210,7 +210,7 @@ def tag_command(
         )
         if summary.failures_file:
             typer.echo(f"Failure report: {summary.failures_file}", err=True)
-    if gallery is not None and not summary.interrupted:
+    if gallery is not None and summary.tagged + summary.skipped and not summary.interrupted:
         from furrytag_cli.cli.gallery import gallery_of_run
 
         gallery_of_run(spec, inputs, tagger, gallery, summary.failures_file, quiet=quiet)

@@ -62,7 +62,8 @@ def write_page(
             ]
             _write_js(data / f"chunk-{number:05d}.js", "addChunk", rows)
         meta = {
-            "id": hashlib.sha256(str(results.source.resolve()).encode()).hexdigest()[:16],
+            # The review is the gallery folder's: rebuilt from new results, it stays.
+            "id": hashlib.sha256(os.fsencode(out.resolve())).hexdigest()[:16],
             "source": display_path(results.source),
             "model": results.model,
             "base": display_path(results.base.resolve()),
