@@ -205,7 +205,7 @@ def test_engine_choice(native_bundle_dir):
     assert load_engine(bundle, engine="auto", device="gpu").name == "keras"
     assert load_engine(bundle).name == "keras"
     with pytest.raises(
-        ConfigError, match="--engine must be one of auto, keras, lite; received 'fast'"
+        ConfigError, match="--engine must be one of auto, keras, lite, onnx; received 'fast'"
     ):
         load_engine(bundle, engine="fast")
     with pytest.raises(

@@ -193,10 +193,10 @@ def test_legacy_embeddings_come_from_the_feature_layer(legacy_dir):
     assert scores.embedding.shape == (2, 16)
 
 
-def test_unidentified_legacy_model_needs_a_known_name(legacy_dir, tmp_path):
+def test_unidentified_legacy_model_needs_the_normalized_option(legacy_dir, tmp_path):
     renamed = tmp_path / "mystery"
     shutil.copytree(legacy_dir, renamed)
-    with pytest.raises(BundleError, match="cannot identify"):
+    with pytest.raises(BundleError, match="pass --normalized .* or --not-normalized"):
         load_bundle(renamed)
     assert load_bundle(renamed, normalized=False).preprocess.mean == (0.0, 0.0, 0.0)
 

@@ -19,7 +19,7 @@ def test_shipped_registry_lists_the_four_released_models():
         True,
         None,
     )
-    assert b3.source_url.endswith("id=1n-qEMXU86G8A_UEpZ9_CmAPWdBkMO_zY")
+    assert b3.sources[0].endswith("id=1n-qEMXU86G8A_UEpZ9_CmAPWdBkMO_zY")
     assert registry.get("mobilenet_v3_224_2c").normalized is False
     assert b3.metrics == {"f1": 0.50, "recall": 0.37, "precision": 0.74, "rating_accuracy": 0.728}
 
@@ -48,7 +48,7 @@ models:
 
 
 def test_custom_registry_loads(tmp_path):
-    assert load_registry(_write(tmp_path, GOOD)).get("m").source_url == "http://127.0.0.1/m.zip"
+    assert load_registry(_write(tmp_path, GOOD)).get("m").sources[0] == "http://127.0.0.1/m.zip"
 
 
 @pytest.mark.parametrize(

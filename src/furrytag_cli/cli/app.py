@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from furrytag_cli import __version__
-from furrytag_cli.cli import dataset, download, evaluate, gallery, models, retag, tag, train
+from furrytag_cli.cli import (
+    dataset,
+    download,
+    evaluate,
+    export,
+    gallery,
+    models,
+    retag,
+    tag,
+    train,
+)
 from furrytag_cli.cli.conventions import ERROR, EXIT_CODES, INTERRUPTED, SUCCESS, USAGE
 from furrytag_cli.core.errors import FurrytagError, Interrupted, UsageError
 
@@ -32,6 +42,7 @@ app.command("train")(train.train_command)
 app.add_typer(dataset.app, name="dataset")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("gallery")(gallery.gallery_command)
+app.command("export")(export.export_command)
 
 _state = {"debug": False}
 

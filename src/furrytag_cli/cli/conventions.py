@@ -10,7 +10,7 @@ from typing import Literal
 import typer
 
 Device = Literal["auto", "cpu", "gpu"]
-Engine = Literal["auto", "keras", "lite"]
+Engine = Literal["auto", "keras", "lite", "onnx"]
 Quantize = Literal["none", "dynamic", "float16"]
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli.conventions import PARTIAL, Device, Split
+from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.live import BatchProgress
 
@@ -19,10 +20,11 @@ def evaluate_command(
         typer.Option(
             "--model",
             "-m",
-            help="Model name, bundle folder/zip or legacy SavedModel; repeat to "
+            help="Model name, bundle folder/zip, legacy SavedModel or hf://OWNER/REPO; repeat to "
             "compare models side by side (default: the registry's default model).",
         ),
     ] = None,
+    normalized: Normalized = None,
     data: Annotated[
         Path | None,
         typer.Option("--data", "-d", help="A packed dataset (from `furrytag dataset pack`)."),
@@ -152,7 +154,7 @@ def evaluate_command(
         return lambda batch: bar.advance(batch) if isinstance(batch, int) else bar.update(batch)
 
     bundles = [
-        resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+        resolve_bundle(model, home=cache_dir, offline=offline, progress=show, normalized=normalized)
         for model in models or [None]
     ]
     reports = {}

@@ -39,7 +39,7 @@ def models_command(
                 "cached": manifest is not None,
                 "path": str(model_dir(entry.name, cache_dir)),
                 "sha256": (manifest or {}).get("sha256") or entry.sha256,
-                "source": entry.source_url,
+                "source": entry.sources[0],
             }
         )
     for name in cached_models(cache_dir):

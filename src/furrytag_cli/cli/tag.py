@@ -10,6 +10,7 @@ import typer
 
 from furrytag_cli.cli import options
 from furrytag_cli.cli.conventions import INTERRUPTED, PARTIAL, Device, Engine, Quantize
+from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.live import BatchProgress
 
@@ -28,10 +29,11 @@ def tag_command(
         typer.Option(
             "--model",
             "-m",
-            help="Registry name, bundle folder/.zip, or legacy SavedModel folder. "
-            "Default: the registry's default model.",
+            help="Registry name, bundle folder/.zip, legacy SavedModel folder, or "
+            "hf://OWNER/REPO[@REVISION][/SUBFOLDER]. Default: the registry's default model.",
         ),
     ] = None,
+    normalized: Normalized = None,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
     glob: Annotated[
         list[str], typer.Option("--glob", help="Only files matching this pattern (repeatable).")
@@ -78,7 +80,8 @@ def tag_command(
         Engine,
         typer.Option(
             help="lite (LiteRT, XNNPACK) is the fast one on a CPU; "
-            "auto picks it there and keras on a GPU."
+            "auto picks it there and keras on a GPU; onnx (ONNX Runtime) runs exported "
+            "bundles (model.onnx), which auto picks for them."
         ),
     ] = "auto",
     quantize: Annotated[
@@ -173,7 +176,9 @@ def tag_command(
     show = not quiet
     from furrytag_cli.tagging.tagger import Tagger
 
-    bundle = resolve_bundle(model, home=cache_dir, offline=offline, progress=show)
+    bundle = resolve_bundle(
+        model, home=cache_dir, offline=offline, progress=show, normalized=normalized
+    )
     spec = options.fit_to_model(spec, values, bundle)
     tagger = Tagger(
         bundle,

@@ -38,6 +38,10 @@ class ArchiveError(DownloadError):
     """An archive is corrupt or holds unsafe members."""
 
 
+class ExportError(FurrytagError):
+    """A model cannot be exported, or its export is not what furrytag expects."""
+
+
 class ImageError(FurrytagError):
     """An image file cannot be read or decoded."""
 

@@ -1,7 +1,7 @@
 """The engine contract: a float32 batch (N, S, S, 3), already preprocessed per the
 bundle's spec, in; per-head score arrays (and the embedding when asked) out.
 
-Every engine (``keras``, ``lite``) satisfies ``Engine``; ``choose.load_engine`` picks one.
+Every engine (``keras``, ``lite``, ``onnx``) satisfies ``Engine``; ``choose.load_engine`` picks one.
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,7 +14,7 @@ from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.model.categories import RATING_HEAD
 from furrytag_cli.model.network import EMBEDDING
 
-ENGINES = ("auto", "keras", "lite")
+ENGINES = ("auto", "keras", "lite", "onnx")
 
 
 @dataclass

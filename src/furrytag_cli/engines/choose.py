@@ -1,4 +1,4 @@
-"""Choosing the engine for a bundle, device and wish: keras, lite, or auto."""
+"""Choosing the engine for a bundle, device and wish: keras, lite, onnx, or auto."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -7,7 +7,12 @@ from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import ConfigError
 from furrytag_cli.engines.base import ENGINES, Engine
 from furrytag_cli.engines.keras import KerasEngine
-from furrytag_cli.model.bundle import Bundle
+from furrytag_cli.model.bundle import ONNX_WEIGHTS, TFLITE_WEIGHTS, WEIGHTS, Bundle
+
+
+def own_engine(bundle: Bundle) -> str:
+    """The engine that runs the bundle's own model file as it is, without converting it."""
+    return {ONNX_WEIGHTS: "onnx", TFLITE_WEIGHTS: "lite"}.get(bundle.weights, "keras")
 
 
 def load_engine(
@@ -20,19 +25,26 @@ def load_engine(
     notify: Callable[[str], None] | None = notice,
     home: Path | None = None,
 ) -> Engine:
-    """The engine for ``bundle``: ``engine`` is "keras", "lite", or "auto" (lite on a
-    CPU, keras on a GPU). ``notify`` (when not None) hears of a first conversion to
-    LiteRT and, when the model cannot be converted, of the keras engine running it
-    instead, with the reason. ``home`` is the cache home (the ``--cache-dir`` value) that
-    conversions of bundles in the cache go to."""
+    """The engine for ``bundle``: ``engine`` is "keras", "lite", "onnx", or "auto" (lite
+    on a CPU, keras on a GPU; for an exported bundle, the engine of its model file).
+    ``notify`` (when not None) hears of a first conversion to LiteRT and, when the model
+    cannot be converted, of the keras engine running it instead, with the reason. ``home``
+    is the cache home (the ``--cache-dir`` value) that conversions of bundles in the cache
+    go to."""
     from furrytag_cli.engines.lite import QUANTIZE, LiteConversionError, LiteEngine
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}; received {engine!r}")
     if quantize not in QUANTIZE:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; received {quantize!r}")
-    if quantize != "none" and engine == "keras":
+    if quantize != "none" and engine in ("keras", "onnx"):
         raise ConfigError("--quantize applies to the lite engine; drop it or use --engine lite")
+    if bundle.kind == "native" and bundle.weights != WEIGHTS:
+        return _exported(bundle, engine, embeddings=embeddings, device=device, quantize=quantize)
+    if engine == "onnx":
+        from furrytag_cli.engines.onnx import OnnxEngine
+
+        return OnnxEngine(bundle, embeddings=embeddings, device=device)
     if engine == "keras" or (engine == "auto" and device == "gpu"):
         if quantize != "none" and notify is not None:
             notify(
@@ -48,3 +60,24 @@ def load_engine(
         if notify is not None:
             notify(f"{exc}; using the keras engine instead")
         return KerasEngine(bundle, embeddings=embeddings, device=device)
+
+
+def _exported(bundle: Bundle, engine: str, *, embeddings: bool, device: str, quantize: str):
+    """The engine of a bundle that holds an exported model file instead of model.keras."""
+    own = own_engine(bundle)
+    if engine not in ("auto", own):
+        raise ConfigError(
+            f"model {bundle.name!r} ({bundle.path}) holds {bundle.weights} only, which the "
+            f"{engine} engine cannot run; use --engine {own} or --engine auto"
+        )
+    if own == "onnx":
+        from furrytag_cli.engines.onnx import OnnxEngine
+
+        return OnnxEngine(bundle, embeddings=embeddings, device=device)
+    if quantize != "none":
+        raise ConfigError(
+            f"model {bundle.name!r} is an exported {TFLITE_WEIGHTS}, run as it is; drop --quantize"
+        )
+    from furrytag_cli.engines.lite import LiteEngine
+
+    return LiteEngine(bundle, embeddings=embeddings)

@@ -27,7 +27,7 @@ import numpy as np
 from furrytag_cli.core.errors import BundleError, FurrytagError
 from furrytag_cli.core.machine import cpu_threads
 from furrytag_cli.engines.base import Scores, named_outputs
-from furrytag_cli.model.bundle import WEIGHTS, Bundle
+from furrytag_cli.model.bundle import TFLITE_WEIGHTS, WEIGHTS, Bundle
 from furrytag_cli.model.categories import RATING_HEAD
 from furrytag_cli.model.loading import load_keras_model
 from furrytag_cli.model.network import EMBEDDING
@@ -201,9 +201,17 @@ class LiteEngine:
         self.quantize = quantize
         self.threads = threads or cpu_threads()
         self._heads = bundle.categories.head_names
-        self.model_path = cache_path(bundle, quantize, home)
+        exported = bundle.kind == "native" and bundle.weights == TFLITE_WEIGHTS
+        self.model_path = (
+            bundle.path / TFLITE_WEIGHTS if exported else cache_path(bundle, quantize, home)
+        )
         self.converted = False
         runner = self._open(self.model_path) if self.model_path.is_file() else None
+        if runner is None and exported:
+            raise BundleError(
+                f"{self.model_path} is not in furrytag's layout (one input {_INPUT!r}, an output "
+                "per head, 'rating' and 'embedding'); re-export it with furrytag export"
+            )
         if runner is None:
             if notify is not None:
                 notify(

@@ -1,7 +1,8 @@
 """Model bundles: everything needed to run a model, in one folder (or a .zip of one).
 
 Native bundle: ``furrytag.yaml`` (metadata) + ``model.keras`` (weights, loaded with
-Keras safe mode). Legacy bundle: the original project's Keras-2 SavedModel folder
+Keras safe mode), or an export of one (``furrytag export``) holding ``model.onnx`` or
+``model.tflite`` instead. Legacy bundle: the original project's Keras-2 SavedModel folder
 (``saved_model.pb``), at any depth inside the given path; its metadata is derived from
 the registry and the categories (see ``legacy.py``).
 """
@@ -23,6 +24,10 @@ from furrytag_cli.model.preprocess import PreprocessSpec
 
 METADATA = "furrytag.yaml"
 WEIGHTS = "model.keras"
+ONNX_WEIGHTS = "model.onnx"
+TFLITE_WEIGHTS = "model.tflite"
+# The model files a native bundle may hold, in the order one is preferred.
+MODEL_FILES = (WEIGHTS, ONNX_WEIGHTS, TFLITE_WEIGHTS)
 FORMAT = "furrytag-bundle"
 FORMAT_VERSION = 1
 _KEYS = (
@@ -56,6 +61,12 @@ class Bundle:
     metrics: Mapping = field(default_factory=dict)
     provenance: Mapping = field(default_factory=dict)
     implications: Mapping[str, list[str]] | None = None  # {tag: the model tags it implies}
+    # The model file of a native bundle (one of MODEL_FILES).
+    weights: str = WEIGHTS
+
+    def has(self, model_file: str) -> bool:
+        """Whether the bundle's folder holds ``model_file`` (e.g. ``model.onnx``)."""
+        return self.kind == "native" and (self.path / model_file).is_file()
 
     @property
     def rating(self) -> RatingSpec:
@@ -116,7 +127,15 @@ def save_bundle(model, path: Path, bundle: Bundle) -> Bundle:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **dict(bundle.provenance),
     }
-    saved = Bundle(**{**bundle.__dict__, "path": path, "kind": "native", "provenance": provenance})
+    saved = Bundle(
+        **{
+            **bundle.__dict__,
+            "path": path,
+            "kind": "native",
+            "provenance": provenance,
+            "weights": WEIGHTS,
+        }
+    )
     write_metadata(saved)
     return saved
 
@@ -164,8 +183,11 @@ def read_native(root: Path) -> Bundle:
         implications = _implications(meta.get("implications"), where)
     except (ConfigError, CategoryError) as exc:
         raise BundleError(str(exc)) from None
-    if not (root / WEIGHTS).is_file():
-        raise BundleError(f"bundle {root} has metadata but no weights file {WEIGHTS}")
+    weights = next((f for f in MODEL_FILES if (root / f).is_file()), None)
+    if weights is None:
+        raise BundleError(
+            f"bundle {root} has metadata but no model file ({' or '.join(MODEL_FILES)})"
+        )
     return Bundle(
         path=root,
         kind="native",
@@ -178,6 +200,7 @@ def read_native(root: Path) -> Bundle:
         metrics=meta.get("metrics") or {},
         provenance=meta.get("provenance") or {},
         implications=implications,
+        weights=weights,
     )
 
 

@@ -30,9 +30,10 @@ def legacy_bundle(root: Path, *, normalized: bool | None = None, name: str | Non
     if normalized is None:
         if entry is None:
             raise BundleError(
-                f"{root} is a SavedModel that furrytag cannot identify, so it cannot tell whether "
-                "it expects normalised inputs; install it with `furrytag download --from-file "
-                "ZIP NAME` using a known model name (see `furrytag models`)"
+                f"{root} is a SavedModel that is not a known model, and nothing says how it was "
+                "trained: pass --normalized if it was trained on (x/255 - 0.5)/0.225 (as the "
+                "original project's EfficientNet and ConvNeXt models) or --not-normalized if on "
+                "x/255 (as its MobileNet)"
             )
         normalized = entry.normalized
     size = saved_model_input_size(root)

@@ -5,7 +5,14 @@ import zipfile
 from pathlib import Path
 
 from furrytag_cli.core.errors import BundleError
-from furrytag_cli.model.bundle import METADATA, WEIGHTS, Bundle, check_model_matches, read_native
+from furrytag_cli.model.bundle import (
+    METADATA,
+    ONNX_WEIGHTS,
+    WEIGHTS,
+    Bundle,
+    check_model_matches,
+    read_native,
+)
 from furrytag_cli.model.legacy import legacy_bundle
 from furrytag_cli.model.network import EMBEDDING
 
@@ -43,7 +50,8 @@ def locate_bundle(path: Path) -> Path:
         if found:
             return found[0].parent
     raise BundleError(
-        f"no model found in {path}: expected a furrytag bundle ({METADATA} + {WEIGHTS}) "
+        f"no model found in {path}: expected a furrytag bundle ({METADATA} + {WEIGHTS} or "
+        f"{ONNX_WEIGHTS}) "
         "or a TensorFlow SavedModel (saved_model.pb) inside"
     )
 
@@ -71,6 +79,13 @@ def load_keras_model(bundle: Bundle, *, embeddings: bool):
 
 def _load_native_model(bundle: Bundle, *, embeddings: bool):
     import keras
+
+    if bundle.weights != WEIGHTS:
+        engine = "onnx" if bundle.weights == ONNX_WEIGHTS else "lite"
+        raise BundleError(
+            f"{bundle.path} holds {bundle.weights}, not a Keras model ({WEIGHTS}); run it with "
+            f"--engine {engine} (or --engine auto)"
+        )
 
     try:
         model = keras.saving.load_model(bundle.path / WEIGHTS, compile=False, safe_mode=True)

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from furrytag_cli.core.errors import ArchiveError, DownloadError, IntegrityError
 from furrytag_cli.core.schema import did_you_mean
-from furrytag_cli.store import archive, gdrive
+from furrytag_cli.store import archive, gdrive, hub
 from furrytag_cli.store import http as fetch
 from furrytag_cli.store import layout as cache
 from furrytag_cli.store.registry import ModelEntry, load_registry
@@ -39,6 +39,7 @@ def install_from_url(
     progress: bool = True,
     verify: Verify | None = None,
     policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
+    normalized: bool | None = None,
 ) -> Path:
     """Fetch the archive at ``url``, check it, install it as ``name``; return the bundle.
 
@@ -72,6 +73,7 @@ def install_from_url(
                     verify=verify,
                     progress=progress,
                     filename=got.filename,
+                    normalized=normalized,
                 )
             except (IntegrityError, ArchiveError):
                 part.unlink(missing_ok=True)  # a failed file is never trusted again
@@ -96,13 +98,29 @@ def install_from_file(
     force: bool = False,
     progress: bool = True,
     verify: Verify | None = None,
+    normalized: bool | None = None,
 ) -> Path:
-    """Install an archive already on disk as ``name``; return the bundle's folder."""
+    """Install an archive, or a model's folder, already on disk as ``name``; return the
+    bundle's folder."""
     cache.check_model_name(name)
     sha256 = _pin(sha256)
     path = Path(archive_path).expanduser()
+    if path.is_dir():
+        return install_from_folder(
+            name,
+            path,
+            source=path.resolve().as_uri(),
+            sha256=sha256,
+            home=home,
+            force=force,
+            progress=progress,
+            verify=verify,
+            normalized=normalized,
+        )
     if not path.is_file():
-        raise DownloadError(f"no archive at {path}; give the path of a .zip or .tar.gz file")
+        raise DownloadError(
+            f"no archive or folder at {path}; give a .zip or .tar.gz file, or a model's folder"
+        )
     with _locked(name, home, progress):
         if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
             _say(
@@ -121,7 +139,136 @@ def install_from_file(
             verify=verify,
             progress=progress,
             filename=path.name,
+            normalized=normalized,
         )
+
+
+def install_from_folder(
+    name: str,
+    folder: Path,
+    *,
+    source: str,
+    sha256: str | None = None,
+    home: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+    normalized: bool | None = None,
+) -> Path:
+    """Install a model's loose files (a folder holding one) as ``name`` by copying them;
+    the digest of the folder's files stands for an archive's sha256."""
+    cache.check_model_name(name)
+    sha256 = _pin(sha256)
+    folder = Path(folder)
+    with _locked(name, home, progress):
+        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+            _say(
+                progress,
+                f"{name} is already cached in {cache.model_dir(name, home)}; "
+                f"pass --force to replace it with {source}",
+            )
+            return cached
+        digest = cache.tree_digest(folder)
+        if sha256 and digest != sha256:
+            raise IntegrityError(
+                f"the files from {source} have digest {digest}, but {sha256} is pinned; "
+                "nothing was installed"
+            )
+        _say(progress, f"Installing {name} from {source} into {cache.model_dir(name, home)}")
+        return _install_tree(
+            name,
+            lambda target: Path(shutil.copytree(folder, target, symlinks=False)),
+            source=source,
+            record={
+                "filename": folder.name,
+                "sha256": digest,
+                "size": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+                "pinned": bool(sha256),
+            },
+            home=home,
+            verify=verify,
+            progress=progress,
+            normalized=normalized,
+        )
+
+
+def install_from_hub(
+    name: str,
+    ref: str,
+    *,
+    sha256: str | None = None,
+    home: Path | None = None,
+    force: bool = False,
+    offline: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+    normalized: bool | None = None,
+) -> Path:
+    """Fetch ``hf://OWNER/REPO[@REVISION][/SUBFOLDER]`` and install it as ``name``."""
+    cache.check_model_name(name)
+    if not force and (cached := _cached_bundle(name, home, _pin(sha256))) is not None:
+        _say(progress, f"{name} is already cached in {cache.model_dir(name, home)}")
+        return cached
+    _say(progress, f"Fetching {name} from {ref} (Hugging Face cache)")
+    return install_from_folder(
+        name,
+        hub.fetch(ref, offline=offline, home=home),
+        source=ref,
+        sha256=sha256,
+        home=home,
+        force=True,
+        progress=progress,
+        verify=verify,
+        normalized=normalized,
+    )
+
+
+def install_entry(
+    entry: ModelEntry,
+    *,
+    home: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    verify: Verify | None = None,
+    policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
+) -> Path:
+    """Install a registry model from its sources, tried in order until one works."""
+    failures = []
+    for source in entry.sources:
+        try:
+            if hub.is_hub(source):
+                return install_from_hub(
+                    entry.name,
+                    source,
+                    sha256=entry.sha256,
+                    home=home,
+                    force=force,
+                    progress=progress,
+                    verify=verify,
+                )
+            return install_from_url(
+                entry.name,
+                source,
+                sha256=entry.sha256,
+                home=home,
+                force=force,
+                progress=progress,
+                verify=verify,
+                policy=policy,
+            )
+        except DownloadError as exc:
+            failures.append(f"{source}: {exc}")
+            if len(failures) < len(entry.sources):
+                _say(
+                    progress,
+                    f"Could not install {entry.name} from {source}; trying the next source",
+                )
+    if len(failures) == 1:
+        raise DownloadError(failures[0].split(": ", 1)[1])
+    raise DownloadError(
+        f"model {entry.name!r} could not be installed from any of its {len(failures)} sources: "
+        + "; ".join(failures)
+    )
 
 
 def ensure_model(
@@ -156,15 +303,7 @@ def ensure_model(
             f"{cache.cache_home(home) / 'models'}; known models: {', '.join(known)}. Install "
             f"another one with `furrytag download {name} --url URL`"
         )
-    return install_from_url(
-        name,
-        entry.source_url,
-        sha256=entry.sha256,
-        home=home,
-        progress=progress,
-        verify=verify,
-        policy=policy,
-    )
+    return install_entry(entry, home=home, progress=progress, verify=verify, policy=policy)
 
 
 def verify_cached(name: str, home: Path | None = None) -> None:
@@ -215,7 +354,9 @@ def _cached_bundle(name: str, home: Path | None, sha256: str | None) -> Path | N
     return bundle
 
 
-def _install(name, archive_path, *, source, sha256, home, verify, progress, filename) -> Path:
+def _install(
+    name, archive_path, *, source, sha256, home, verify, progress, filename, normalized=None
+) -> Path:
     digest = cache.file_sha256(archive_path)
     if sha256 and digest != sha256:
         raise IntegrityError(
@@ -223,33 +364,52 @@ def _install(name, archive_path, *, source, sha256, home, verify, progress, file
             f"was installed. The file is corrupt or not the one pinned: try again, or fetch "
             f"it from another mirror with `--url`"
         )
+    return _install_tree(
+        name,
+        lambda target: archive.extract(archive_path, target),
+        source=source,
+        record={
+            "filename": filename,
+            "sha256": digest,
+            "size": archive_path.stat().st_size,
+            "pinned": bool(sha256),
+        },
+        home=home,
+        verify=verify,
+        progress=progress,
+        normalized=normalized,
+    )
+
+
+def _install_tree(name, fill, *, source, record, home, verify, progress, normalized) -> Path:
+    """Fill a staging folder with ``fill(target)``, check it and move it into place."""
     final = cache.model_dir(name, home)
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{name}~stage-", dir=final.parent))
     try:
-        unpacked = archive.extract(archive_path, stage / cache.UNPACKED)
+        unpacked = fill(stage / cache.UNPACKED)
         bundle = _locate(unpacked, source)
         if verify is not None:
             verify(bundle)
         manifest = {
             "name": name,
             "source": source,
-            "filename": filename,
-            "sha256": digest,
-            "size": archive_path.stat().st_size,
-            "pinned": bool(sha256),
+            **record,
             "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bundle": bundle.relative_to(unpacked).as_posix(),
             "tree_sha256": cache.tree_digest(unpacked),
         }
+        if normalized is not None:
+            manifest["normalized"] = normalized
         cache.write_manifest(stage, manifest)
         _swap(stage, final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    digest = record["sha256"]
     pin = (
         "matches the pinned hash"
-        if sha256
+        if record["pinned"]
         else (f"recorded on first use; pin it with `--sha256 {digest}`")
     )
     _say(progress, f"Installed {name} in {final} (sha256 {digest}, {pin})")
@@ -316,7 +476,7 @@ def _offline_message(name: str, entry: ModelEntry | None, home: Path | None) -> 
     where = cache.cache_home(home) / "models"
     have = f"cached there: {', '.join(cached)}" if cached else "nothing is cached there"
     fetch_it = (
-        f"`furrytag download {name}` (from {entry.source_url})"
+        f"`furrytag download {name}` (from {entry.sources[0]})"
         if entry
         else f"`furrytag download {name} --url URL`"
     )

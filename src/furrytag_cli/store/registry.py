@@ -17,6 +17,7 @@ _ENTRY_KEYS = (
     "params",
     "google_drive_id",
     "url",
+    "sources",
     "sha256",
     "metrics",
     "notes",
@@ -37,16 +38,23 @@ class ModelEntry:
     params: str
     google_drive_id: str | None = None
     url: str | None = None
+    mirrors: tuple[str, ...] = ()
     sha256: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     notes: str | None = None
 
     @property
-    def source_url(self) -> str:
-        """The URL the model is fetched from."""
-        if self.url:
-            return self.url
-        return f"https://drive.google.com/uc?export=download&id={self.google_drive_id}"
+    def sources(self) -> tuple[str, ...]:
+        """Where the model is fetched from, tried in order: its ``google_drive_id`` or
+        ``url``, then its further ``sources`` (URLs or ``hf://`` references)."""
+        first = (
+            [self.url]
+            if self.url
+            else [f"https://drive.google.com/uc?export=download&id={self.google_drive_id}"]
+            if self.google_drive_id
+            else []
+        )
+        return (*first, *self.mirrors)
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,18 @@ def _entry(name: str, spec: object, where: str) -> ModelEntry:
         raise ConfigError(
             f"{where}: format must be one of {', '.join(_FORMATS)}; received {spec['format']!r}"
         )
-    if not spec.get("google_drive_id") and not spec.get("url"):
-        raise ConfigError(f"{where}: needs a `google_drive_id` or a `url` to fetch it from")
+    mirrors = spec.get("sources") or []
+    if not isinstance(mirrors, list) or not all(
+        isinstance(m, str) and m.startswith(("http://", "https://", "hf://")) for m in mirrors
+    ):
+        raise ConfigError(
+            f"{where}: sources must be a list of http(s):// URLs or hf://OWNER/REPO "
+            f"references; received {mirrors!r}"
+        )
+    if not spec.get("google_drive_id") and not spec.get("url") and not mirrors:
+        raise ConfigError(
+            f"{where}: needs a `google_drive_id`, a `url` or `sources` to fetch it from"
+        )
     if not isinstance(spec["input_size"], int) or spec["input_size"] <= 0:
         raise ConfigError(
             f"{where}: input_size must be a positive integer; received {spec['input_size']!r}"
@@ -127,6 +145,7 @@ def _entry(name: str, spec: object, where: str) -> ModelEntry:
         params=str(spec["params"]),
         google_drive_id=spec.get("google_drive_id"),
         url=spec.get("url"),
+        mirrors=tuple(mirrors),
         sha256=sha.lower() if sha else None,
         metrics=dict(metrics),
         notes=spec.get("notes"),

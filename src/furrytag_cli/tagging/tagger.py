@@ -16,7 +16,7 @@ import numpy as np
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import BundleError, ImageError
 from furrytag_cli.engines.base import Scores
-from furrytag_cli.engines.choose import load_engine
+from furrytag_cli.engines.choose import load_engine, own_engine
 from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.model.loading import load_bundle
 from furrytag_cli.store.registry import load_registry
@@ -62,24 +62,34 @@ def resolve_bundle(
     home: Path | None = None,
     offline: bool = False,
     progress: bool = False,
+    normalized: bool | None = None,
 ) -> Bundle:
-    """A bundle from a path (folder or .zip) or a model name (fetched when not cached).
+    """A bundle from a path (folder or .zip), ``hf://OWNER/REPO[@REVISION][/SUBFOLDER]``,
+    or a model name (fetched when not cached).
 
-    A name is a registry model, or one installed with ``furrytag download --url``.
+    A name is a registry model, or one installed with ``furrytag download``.
+    ``normalized`` says how a legacy SavedModel was trained; by default it comes from the
+    registry, or from what ``download`` recorded.
     """
+    from furrytag_cli.store import hub
     from furrytag_cli.store import install as store
+    from furrytag_cli.store.layout import read_manifest
 
     registry = load_registry()
+    if model is not None and hub.is_hub(str(model)):
+        root = hub.fetch(str(model), offline=offline, home=home)
+        return load_bundle(root, home=home, normalized=normalized)
     if model is not None and Path(model).exists():
-        return load_bundle(Path(model), home=home)
+        return load_bundle(Path(model), home=home, normalized=normalized)
     if model is not None and _looks_like_a_path(str(model)):
         raise BundleError(
             f"model {model} does not exist: give a bundle folder or .zip, a "
-            "SavedModel folder, or a model name (furrytag models lists them)"
+            "SavedModel folder, hf://OWNER/REPO, or a model name (furrytag models lists them)"
         )
     name = str(model) if model is not None else registry.default
     entry = registry.models.get(name)
-    normalized = entry.normalized if entry is not None and entry.format == "legacy" else None
+    if normalized is None and entry is not None and entry.format == "legacy":
+        normalized = entry.normalized
     root = store.ensure_model(
         entry or name,
         home=home,
@@ -87,6 +97,8 @@ def resolve_bundle(
         progress=progress,
         verify=install_check(normalized),
     )
+    if normalized is None:
+        normalized = (read_manifest(name, home) or {}).get("normalized")
     return load_bundle(root, normalized=normalized)
 
 
@@ -97,14 +109,13 @@ def _looks_like_a_path(model: str) -> bool:
 
 
 def install_check(normalized: bool | None):
-    """The check a model passes before it is installed: it loads, with the expected heads.
-
-    Loading does not depend on input normalisation, so an unknown legacy model is loaded
-    as unnormalised here; using it later needs a known name.
-    """
+    """The check a model passes before it is installed: it loads, with the expected heads,
+    in the engine that runs its own model file; a legacy SavedModel must be known or
+    ``normalized`` given, so that ``tag`` never refuses what was installed."""
 
     def check(root: Path) -> None:
-        load_engine(load_bundle(root, normalized=bool(normalized)))
+        bundle = load_bundle(root, normalized=normalized)
+        load_engine(bundle, engine=own_engine(bundle))
 
     return check
 
@@ -112,7 +123,8 @@ def install_check(normalized: bool | None):
 class Tagger:
     """A loaded model plus the options that turn its scores into tags.
 
-    ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras" or "lite";
+    ``engine`` is "auto" (LiteRT on a CPU, Keras on a GPU), "keras", "lite" or "onnx";
+    ``normalized`` says how a legacy SavedModel of unknown name was trained;
     ``quantize`` ("none", "dynamic", "float16") applies to the lite engine only;
     ``notify`` hears of a first conversion and of a fallback to keras (None: silence);
     ``home`` is the cache home (the ``--cache-dir`` value): models by name, unpacked
@@ -134,13 +146,16 @@ class Tagger:
         offline: bool = False,
         progress: bool = False,
         max_pixels: int = MAX_PIXELS,
+        normalized: bool | None = None,
     ):
         from furrytag_cli.core.tfruntime import configure_device
 
         self.bundle = (
             model
             if isinstance(model, Bundle)
-            else resolve_bundle(model, home=home, offline=offline, progress=progress)
+            else resolve_bundle(
+                model, home=home, offline=offline, progress=progress, normalized=normalized
+            )
         )
         self.device = configure_device(device)
         self.engine = load_engine(

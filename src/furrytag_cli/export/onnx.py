@@ -1,0 +1,121 @@
+"""Converting a bundle to ONNX (tf2onnx), in furrytag's layout: one input ``image``
+(N, S, S, 3), preprocessed per the bundle's spec exactly as the other engines take it,
+and one output per head, ``rating`` (N, 1) and ``embedding``.
+
+The model is traced as a TensorFlow function and converted by tf2onnx, which freezes
+every variable (Keras 3 Normalization statistics included) into constants; the result
+is checked to have that single input and those outputs before it is returned.
+"""
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+
+from furrytag_cli.core.errors import ExportError
+from furrytag_cli.engines.base import named_outputs
+from furrytag_cli.model.bundle import Bundle
+from furrytag_cli.model.categories import RATING_HEAD
+from furrytag_cli.model.loading import load_keras_model
+from furrytag_cli.model.network import EMBEDDING
+
+# ONNX opset of every export: 18 is the first with Resize's antialias (the wd14 layout's
+# in-graph resize) and ONNX Runtime has run it since 1.14.
+OPSET = 18
+INPUT = "image"
+
+
+def output_widths(bundle: Bundle) -> dict[str, int]:
+    """The width of each output of an export: the heads, ``rating`` and ``embedding``
+    (whose width is the model's, hence None here)."""
+    widths = {h: len(t) for h, t in bundle.categories.heads.items()}
+    widths[RATING_HEAD] = 1
+    return widths
+
+
+def to_onnx(bundle: Bundle):
+    """The bundle's model as an ``onnx.ModelProto`` in furrytag's layout."""
+    from furrytag_cli.core.tfruntime import tensorflow
+
+    tf = tensorflow()
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ExportError(
+            "ONNX export needs tf2onnx and onnx: pip install 'furrytag[onnx]'"
+        ) from None
+
+    model = load_keras_model(bundle, embeddings=True)
+    heads = bundle.categories.head_names
+    size = bundle.input_size
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=INPUT)
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        return named_outputs(model(image, training=False), heads, embeddings=True)
+
+    try:
+        with _quiet():
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise ExportError(f"cannot convert {bundle.name!r} to ONNX: {lines[-1][:300]}") from exc
+    proto.producer_name = "furrytag"
+    check_onnx(proto, bundle)
+    return proto
+
+
+def check_onnx(proto, bundle: Bundle) -> None:
+    """Fail unless ``proto`` has one input ``image`` (N, S, S, 3) and the bundle's outputs."""
+    inputs = [i.name for i in proto.graph.input]
+    if inputs != [INPUT]:
+        raise ExportError(
+            f"the ONNX export of {bundle.name!r} takes inputs {inputs}, not one {INPUT!r}: "
+            "some of the model's constants became inputs; it cannot be used as it is"
+        )
+    shape = _dims(proto.graph.input[0])
+    size = bundle.input_size
+    if shape[1:] != [size, size, 3]:
+        raise ExportError(
+            f"the ONNX export of {bundle.name!r} takes images of shape {shape}, "
+            f"not (N, {size}, {size}, 3)"
+        )
+    outputs = {o.name: _dims(o) for o in proto.graph.output}
+    expected = output_widths(bundle)
+    if set(outputs) != {*expected, EMBEDDING}:
+        raise ExportError(
+            f"the ONNX export of {bundle.name!r} has outputs {sorted(outputs)}, expected "
+            f"{sorted({*expected, EMBEDDING})}"
+        )
+    for name, width in expected.items():
+        if outputs[name][-1] != width:
+            raise ExportError(
+                f"the ONNX export of {bundle.name!r} gives {outputs[name][-1]} scores for "
+                f"{name!r}; its metadata lists {width}"
+            )
+
+
+def _dims(value_info) -> list:
+    """A graph input's or output's shape: ints for fixed sizes, names or None otherwise."""
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in value_info.type.tensor_type.shape.dim
+    ]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hide tf2onnx's progress logging unless FURRYTAG_DEBUG is set."""
+    if os.environ.get("FURRYTAG_DEBUG"):
+        yield
+        return
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
