@@ -5,6 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
+pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
+pytest.importorskip("tf2onnx", reason="needs the onnx extra: pip install -e '.[onnx]'")
+
 from furrytag_cli.core.errors import BundleError, ConfigError
 from furrytag_cli.engines.choose import load_engine
 from furrytag_cli.export.folder import export_model

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
+pytest.importorskip("tf2onnx", reason="needs the onnx extra: pip install -e '.[onnx]'")
 import yaml
 from PIL import Image
 
