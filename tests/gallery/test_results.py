@@ -123,3 +123,41 @@ def test_scores_that_are_not_numbers_are_refused(tmp_path):
     path.write_text(json.dumps(bad) + "\n")
     with pytest.raises(DatasetError, match='r.jsonl:1: "scores" must map each head to tag scores'):
         read_results(path)
+
+
+def test_the_shards_folder_of_a_ray_run(tmp_path):
+    lines = write_results(tmp_path, 5).read_text().splitlines()
+    out = tmp_path / "ray-out"
+    (out / "_failures").mkdir(parents=True)
+    (out / "part-20261203T000000-abc123-00001.jsonl").write_text("\n".join(lines[3:]) + "\n")
+    (out / "part-20261203T000000-abc123-00000.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    failure = {"path": "imgs/gone.png", "reason": "cannot decode"}
+    (out / "_failures" / "part-20261203T000000-abc123-00000.jsonl").write_text(
+        json.dumps(failure) + "\n"
+    )
+    results = read_results(out, base=tmp_path)
+    assert [item.path for item in results.items][-2:] == ["imgs/img003.png", "imgs/img004.png"]
+    assert len(results.items) == 5 and results.has_scores
+    assert results.failures == [("imgs/gone.png", "cannot decode")]
+    (out / "part-20261203T000000-abc123-00002.jsonl").write_text('{"path": "x.png"}\n')
+    with pytest.raises(DatasetError, match=r"part-20261203T000000-abc123-00002.jsonl \(row 1\)"):
+        read_results(out)
+
+
+def test_parquet_shards_of_a_ray_run(tmp_path):
+    pytest.importorskip("pyarrow")
+    from furrytag_cli.distributed.shards import ShardFolder, result_schema
+
+    records = [json.loads(line) for line in write_results(tmp_path, 4).read_text().splitlines()]
+    folder = ShardFolder(tmp_path / "ray-out", "parquet")
+    (tmp_path / "ray-out").mkdir()
+    schema = result_schema({h: list(v) for h, v in records[0]["scores"].items()})
+    folder.write(records[:2], [{"path": "imgs/gone.png", "reason": "cannot decode"}], schema)
+    folder.write(records[2:], [], schema)
+    results = read_results(tmp_path / "ray-out", base=tmp_path)
+    assert [item.path for item in results.items] == [r["path"] for r in records]
+    assert results.items[0].tags["species"] == [("fox", 0.9)]
+    assert results.items[0].scores.tolist() == pytest.approx(
+        [v for head in records[0]["scores"].values() for v in head.values()]
+    )
+    assert results.failures == [("imgs/gone.png", "cannot decode")]

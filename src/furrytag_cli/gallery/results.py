@@ -20,8 +20,8 @@ from furrytag_cli.tagging.discovery import discover, display_path
 
 OTHER_HEAD = "other"  # caption tags that are not in the model's vocabulary (trigger words)
 _READS = (
-    "the gallery reads furrytag's JSONL or JSON output (furrytag tag -o results.jsonl) or a "
-    "folder of caption files (furrytag tag -f txt)"
+    "the gallery reads furrytag's JSONL or JSON output (furrytag tag -o results.jsonl), the "
+    "output folder of tag --ray, or a folder of caption files (furrytag tag -f txt)"
 )
 
 
@@ -58,24 +58,27 @@ class Results:
 def read_results(
     source: Path, *, base: Path | None = None, failures: Path | None = None
 ) -> Results:
-    """Read ``source``: a JSONL/JSON results file or a folder of captions.
+    """Read ``source``: a JSONL/JSON results file, the shards folder of ``tag --ray``, or
+    a folder of captions.
 
     Relative image paths are taken from ``base`` (default: the current folder when the
     images are found there, else the results file's folder). ``failures`` is the run's
     failure report (default: the one ``tag`` writes beside its output, when present).
     """
     source = Path(source)
-    if source.is_dir():
-        results = _read_captions(source)
-        default_report = source / "furrytag-failures.tsv"
+    if source.is_dir() and _shards(source):
+        results, report = _read_shards(source, base), None
+    elif source.is_dir():
+        results, report = _read_captions(source), source / "furrytag-failures.tsv"
     elif source.is_file():
         results = _read_records(source, base)
-        default_report = source.with_name(source.name + ".failures.tsv")
+        report = source.with_name(source.name + ".failures.tsv")
     else:
         raise DatasetError(f"{source} does not exist; {_READS}")
-    report = failures if failures is not None else default_report
-    if failures is not None or report.is_file():
-        results.failures = read_failures(report)
+    if failures is not None:
+        results.failures.extend(read_failures(failures))
+    elif report is not None and report.is_file():
+        results.failures.extend(read_failures(report))
     return results
 
 
@@ -100,19 +103,65 @@ def read_failures(path: Path) -> list[tuple[str, str]]:
 
 
 def _read_records(path: Path, base: Path | None) -> Results:
+    return _from_records(path, _records(path), base)
+
+
+def _shards(folder: Path) -> list[Path]:
+    """The results shards of a ``tag --ray`` output folder (none in any other folder)."""
+    from furrytag_cli.distributed.shards import FORMATS, ShardFolder
+
+    return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).shards()]
+
+
+def _shard_rows(shards: Sequence[Path]) -> Iterator[tuple[str, object]]:
+    from furrytag_cli.distributed.shards import read_shard
+
+    for shard in shards:
+        try:
+            for number, record in enumerate(read_shard(shard), start=1):
+                yield f"{shard} (row {number})", record
+        except ImportError:
+            raise DatasetError(
+                f"{shard} is a Parquet shard, which needs pyarrow: pip install "
+                "'furrytag[ray]', or tag with --ray -f jsonl"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read the shard {shard}: {exc}") from None
+
+
+def _read_shards(folder: Path, base: Path | None) -> Results:
+    results = _from_records(folder, _shard_rows(_shards(folder)), base, results_folder=folder)
+    results.failures = _shard_failures(folder)
+    return results
+
+
+def _shard_failures(folder: Path) -> list[tuple[str, str]]:
+    from furrytag_cli.distributed.shards import FORMATS, ShardFolder
+
+    shards = [s for fmt in FORMATS for s in ShardFolder(folder, fmt).failure_shards()]
+    return [(str(row.get("path")), str(row.get("reason"))) for _, row in _shard_rows(shards)]
+
+
+def _from_records(
+    source: Path,
+    records: Iterator[tuple[str, object]],
+    base: Path | None,
+    *,
+    results_folder: Path | None = None,
+) -> Results:
     layout = _ScoreLayout()
     items, models = [], set()
-    for where, record in _records(path):
+    for where, record in records:
         items.append(_item(record, where, layout))
         if isinstance(record.get("model"), str):
             models.add(record["model"])
     if not items:
-        raise DatasetError(f"{path} holds no results; {_READS}")
-    folder = base if base is not None else _guess_base(items, path.parent)
+        raise DatasetError(f"{source} holds no results; {_READS}")
+    folder = base if base is not None else _guess_base(items, results_folder or source.parent)
     for item in items:
         item.file = folder / item.file
     return Results(
-        source=path,
+        source=source,
         items=items,
         vocabulary=_vocabulary(items, layout.tags),
         model=", ".join(sorted(models)) or None,
