@@ -169,9 +169,12 @@ def test_review_is_kept_across_reloads_and_exported_as_labels(site, open_page):
     assert view.errors == []
 
 
-def test_results_in_several_chunks_load_and_stay_paged(tmp_path, open_page):
+def test_results_in_several_chunks_load_and_stay_paged_and_failures_are_capped(tmp_path, open_page):
     count = CHUNK * 2 + 7
-    results = read_results(write_results(tmp_path, count, images=False), base=tmp_path)
+    source = write_results(tmp_path, count, images=False)
+    failed = "".join(f"imgs/bad{i}.png\tcannot decode\n" for i in range(1005))
+    (tmp_path / "results.jsonl.failures.tsv").write_text("path\treason\n" + failed)
+    results = read_results(source, base=tmp_path)
     summary = build_gallery(results, tmp_path / "gallery", progress=False)
     assert len(list((tmp_path / "gallery" / "data").glob("chunk-*.js"))) == 3
     view = open_page(summary.index)
@@ -179,6 +182,8 @@ def test_results_in_several_chunks_load_and_stay_paged(tmp_path, open_page):
     expect_counts(page, f"{count:,} of {count:,} images match")
     assert page.locator("#grid .card").count() == 120
     assert page.locator("#grid .placeholder", has_text="missing").count() == 120
+    assert page.locator("#failures tbody tr").count() == 1001
+    assert "and 5 more" in page.locator("#failures tbody tr").last.inner_text()
     page.locator("#grid .card").first.click()
     assert "not recorded" in page.inner_text("#detail-thresholds")
     assert page.inner_text("#detail-note").startswith("missing")

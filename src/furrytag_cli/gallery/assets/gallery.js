@@ -13,6 +13,7 @@
   const STATUS_NAMES = ["ok", "missing", "unreadable"];
   const PAGE_SIZE = 120;
   const FREQ_SHORT = 40;
+  const FAILURES_SHOWN = 1000;
 
   let META = null;
   const RECS = [];
@@ -299,7 +300,13 @@
   function renderFailures() {
     const section = $("#failures");
     section.hidden = META.failures.length === 0;
-    $("tbody", section).replaceChildren(...META.failures.map((f) => el("tr", null, el("td", { text: f[0] }), el("td", { text: f[1] }))));
+    const shown = META.failures.slice(0, FAILURES_SHOWN);
+    const rows = shown.map((f) => el("tr", null, el("td", { text: f[0] }), el("td", { text: f[1] })));
+    if (META.failures.length > shown.length) {
+      const more = (META.failures.length - shown.length).toLocaleString("en");
+      rows.push(el("tr", null, el("td", { class: "muted", colSpan: 2, text: "… and " + more + " more: see the run's failure report" })));
+    }
+    $("tbody", section).replaceChildren(...rows);
   }
 
   // ---- detail view ----
