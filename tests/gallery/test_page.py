@@ -40,6 +40,8 @@ def test_the_page_loads_without_errors_and_pages_the_grid(site, open_page):
     view = open_page(index)
     page = view.page
     assert view.errors == []
+    # Everything comes from the gallery folder: no network, no CDN.
+    assert view.requests and all(url.startswith(index.parent.as_uri()) for url in view.requests)
     expect_counts(page, f"{COUNT} of {COUNT} images match")
     assert "1 failed in the run" in page.inner_text("#counts")
     assert page.locator("#grid .card").count() == 120
