@@ -1,6 +1,7 @@
-"""What a gallery shows: furrytag's JSONL/JSON tagging output, or a folder of captions.
+"""What a gallery shows: furrytag's JSONL/JSON tagging output, the shards folder of
+``tag --ray``, or a folder of captions.
 
-Either becomes a ``Results``: the images in order (kept tags per head with their scores,
+Each becomes a ``Results``: the images in order (kept tags per head with their scores,
 the rating, every tag's score when the run had ``--all-scores``), the failures of the
 run, and the tag vocabulary. Anything else (CSV output, another tool's JSON) is refused
 with a message that says what the gallery reads.
