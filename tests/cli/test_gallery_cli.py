@@ -1,5 +1,6 @@
 """furrytag gallery on the command line, and tag --gallery."""
 
+import json
 import subprocess
 import sys
 
@@ -92,3 +93,18 @@ def test_tag_gallery_needs_a_results_file(tmp_path, capsys, monkeypatch):
     )
     assert refused.code == 2 and "--gallery shows the results written to a file" in refused.stderr
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_gallery_of_a_caption_folder_with_its_naming(tmp_path, capsys, monkeypatch):
+    write_results(tmp_path, 1)
+    (tmp_path / "imgs" / "img000.caption").write_text("wolf; anthro")
+    args = ("gallery", tmp_path / "imgs", "-o", tmp_path / "g", "--caption-ext", ".caption")
+    done = invoke(capsys, monkeypatch, *args, "--separator", "; ")
+    assert done.code == 0, done.stderr
+    meta = json.loads((tmp_path / "g" / "data" / "meta.js").read_text()[len("FT.setMeta(") : -3])
+    chunk = (tmp_path / "g" / "data" / "chunk-00000.js").read_text()
+    rows = json.loads(chunk[len("FT.addChunk(") : -3])
+    captioned = next(row for row in rows if row[0].endswith("img000.png"))
+    assert sorted(meta["tags"][t] for t in captioned[4]) == ["anthro", "wolf"]
+    unknown = invoke(capsys, monkeypatch, *args[:-1], ".md")
+    assert unknown.code == 2 and ".caption" in unknown.stderr

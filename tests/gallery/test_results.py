@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from furrytag_cli.core.errors import DatasetError
-from furrytag_cli.gallery.results import OTHER_HEAD, read_results
+from furrytag_cli.gallery.results import OTHER_HEAD, CaptionFiles, read_results
 from tests.gallery.conftest import record, write_results
 
 
@@ -161,3 +161,19 @@ def test_parquet_shards_of_a_ray_run(tmp_path):
         [v for head in records[0]["scores"].values() for v in head.values()]
     )
     assert results.failures == [("imgs/gone.png", "cannot decode")]
+
+
+def test_captions_with_another_extension_and_separator(tmp_path):
+    write_results(tmp_path, 1)
+    imgs = tmp_path / "imgs"
+    (imgs / "img000.caption").write_text("Looking At Viewer | wolf | Wolf | Trigger\n")
+    (imgs / "img000.txt").write_text("fox\n")
+    results = read_results(imgs, captions=CaptionFiles(extension=".caption", separator=" | "))
+    assert results.items[0].tags == {
+        "action": [("looking_at_viewer", None)],
+        "species": [("wolf", None)],
+        OTHER_HEAD: [("trigger", None)],
+    }
+    (imgs / "img000.caption").unlink()
+    with pytest.raises(DatasetError, match=r"\(image.caption\)"):
+        read_results(imgs, captions=CaptionFiles(extension=".caption"))

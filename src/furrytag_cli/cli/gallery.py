@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -47,13 +47,20 @@ def gallery_command(
         Path | None,
         typer.Option(help="The run's failure report (default: RESULTS.failures.tsv when present)."),
     ] = None,
+    caption_ext: Annotated[
+        Literal[".txt", ".caption"],
+        typer.Option(help="A caption folder: the caption files' extension (tag --caption-ext)."),
+    ] = ".txt",
+    separator: Annotated[
+        str, typer.Option(help="A caption folder: what separates tags (tag --separator).")
+    ] = ", ",
     workers: Annotated[
         int | None, typer.Option(help="Processes making thumbnails (default: every core).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
 ) -> None:
     """Write an HTML gallery of tagged images: filters, scores, review, labels export."""
-    from furrytag_cli.gallery.results import read_results
+    from furrytag_cli.gallery.results import CaptionFiles, read_results
 
     if thresholds is not None and threshold is not None:
         raise UsageError("--thresholds and --threshold both name the thresholds; give one")
@@ -61,7 +68,10 @@ def gallery_command(
         raise UsageError(f"--threshold must be between 0 and 1; received {threshold}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1; received {workers}")
-    loaded = read_results(results, base=base, failures=failures)
+    if not separator:
+        raise UsageError("--separator must not be empty; the default is ', '")
+    captions = CaptionFiles(extension=caption_ext, separator=separator)
+    loaded = read_results(results, base=base, failures=failures, captions=captions)
     table, named = None, None
     if thresholds is not None or threshold is not None:
         from furrytag_cli.gallery.build import threshold_table
@@ -142,10 +152,11 @@ def gallery_of_run(
     quiet: bool,
 ) -> None:
     """The gallery of a finished ``tag`` run, with the thresholds and rating cuts it used."""
-    from furrytag_cli.gallery.results import read_results
+    from furrytag_cli.gallery.results import CaptionFiles, read_results
 
     source = spec.output if spec.output is not None else Path(inputs[0])
-    results = read_results(source, base=Path.cwd(), failures=failures)
+    captions = CaptionFiles(extension=spec.caption.extension, separator=spec.caption.separator)
+    results = read_results(source, base=Path.cwd(), failures=failures, captions=captions)
     predictor = tagger.predictor
     table = {
         head: dict(zip(predictor.tags[head], map(float, predictor.thresholds[head])))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from furrytag_cli.captions.names import TagNames, tag_key
 from furrytag_cli.core.errors import DatasetError
 from furrytag_cli.model.categories import CategorySet
 from furrytag_cli.tagging.discovery import discover, display_path
@@ -24,6 +25,18 @@ _READS = (
     "the gallery reads furrytag's JSONL or JSON output (furrytag tag -o results.jsonl), the "
     "output folder of tag --ray, or a folder of caption files (furrytag tag -f txt)"
 )
+
+
+@dataclass(frozen=True)
+class CaptionFiles:
+    """How caption files are found beside their images and split into tags."""
+
+    extension: str = ".txt"
+    separator: str = ", "
+
+    def split(self, text: str) -> list[str]:
+        mark = self.separator.strip() or self.separator
+        return [word for word in text.strip().split(mark) if word.strip()]
 
 
 @dataclass
@@ -57,7 +70,11 @@ class Results:
 
 
 def read_results(
-    source: Path, *, base: Path | None = None, failures: Path | None = None
+    source: Path,
+    *,
+    base: Path | None = None,
+    failures: Path | None = None,
+    captions: CaptionFiles | None = None,
 ) -> Results:
     """Read ``source``: a JSONL/JSON results file, the shards folder of ``tag --ray``, or
     a folder of captions.
@@ -65,12 +82,14 @@ def read_results(
     Relative image paths are taken from ``base`` (default: the current folder when the
     images are found there, else the results file's folder). ``failures`` is the run's
     failure report (default: the one ``tag`` writes beside its output, when present).
+    ``captions`` says how a folder's caption files are named and written.
     """
     source = Path(source)
     if source.is_dir() and _shards(source):
         results, report = _read_shards(source, base), None
     elif source.is_dir():
-        results, report = _read_captions(source), source / "furrytag-failures.tsv"
+        results = _read_captions(source, captions or CaptionFiles())
+        report = source / "furrytag-failures.tsv"
     elif source.is_file():
         results = _read_records(source, base)
         report = source.with_name(source.name + ".failures.tsv")
@@ -308,27 +327,32 @@ def _vocabulary(
     return vocabulary
 
 
-def _read_captions(folder: Path) -> Results:
+def _read_captions(folder: Path, files: CaptionFiles) -> Results:
     found = discover([str(folder)])
     if not found.files:
         raise DatasetError(f"{folder} holds no images; {_READS}")
     categories = CategorySet.load()
     index = categories.index()
+    names = TagNames(index)
     items = []
     for image in found.files:
-        caption = _caption_of(image)
+        caption = _caption_of(image, files.extension)
         if caption is None:
             items.append(Item(path=display_path(image), file=image, tags={}, note="no caption"))
             continue
         tags: dict[str, list[tuple[str, float | None]]] = {}
-        for tag in _caption_tags(caption):
-            head = index[tag][0] if tag in index else OTHER_HEAD
-            tags.setdefault(head, []).append((tag, None))
+        seen = set()
+        for word in files.split(caption):
+            tag = names.get(word) or tag_key(word)
+            if tag not in seen:
+                seen.add(tag)
+                head = index[tag][0] if tag in index else OTHER_HEAD
+                tags.setdefault(head, []).append((tag, None))
         items.append(Item(path=display_path(image), file=image, tags=tags))
     if all(item.note for item in items):
         raise DatasetError(
             f"none of the {len(items)} images in {folder} has a caption file beside it "
-            "(image.txt); caption them with furrytag tag -f txt"
+            f"(image{files.extension}); caption them with furrytag tag -f txt"
         )
     return Results(
         source=folder,
@@ -339,15 +363,10 @@ def _read_captions(folder: Path) -> Results:
     )
 
 
-def _caption_of(image: Path) -> str | None:
-    for candidate in (image.parent / f"{image.name}.txt", image.with_suffix(".txt")):
+def _caption_of(image: Path, extension: str) -> str | None:
+    for candidate in (image.parent / f"{image.name}{extension}", image.with_suffix(extension)):
         try:
             return candidate.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
     return None
-
-
-def _caption_tags(text: str) -> list[str]:
-    words = (w.strip().replace("\\(", "(").replace("\\)", ")") for w in text.split(","))
-    return list(dict.fromkeys(w.replace(" ", "_") for w in words if w))
