@@ -188,7 +188,9 @@ def test_written_thresholds_are_used_by_tag(packed, capsys, monkeypatch, tmp_pat
     )
     assert result.code == 0, result.stderr
     stored = load_bundle(copy).thresholds
-    assert stored == yaml.safe_load(saved.read_text())
+    in_file = yaml.safe_load(saved.read_text())
+    assert in_file.pop("model") == load_bundle(bundle).model_id
+    assert stored == in_file
     assert stored["per_tag"], "with min-support 1 some tags get their own threshold"
     thresholds = Thresholds.from_dict(stored)
 
@@ -322,6 +324,49 @@ def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
     )
 
 
+def test_reviewed_captions_are_labels_that_tune_thresholds_for_tag(
+    packed, capsys, monkeypatch, tmp_path
+):
+    _, categories, bundle, _ = packed
+    art = tmp_path / "art"
+    write_images(art, 12)
+    (art / "no-caption.png").write_bytes((art / "0.jpg").read_bytes())
+    tags = [t for h in categories.head_names for t in categories.tags(h)]
+    for i in range(12):
+        # What a reviewer leaves: any case, spaces for underscores, a trigger word, a rating.
+        kept = [tags[j].replace("_", " ").upper() for j in range(len(tags)) if (i + j) % 3 == 0]
+        (art / f"{i}.txt").write_text(", ".join(["my_trigger", *kept, "rating:safe"]) + "\n")
+    saved = tmp_path / "mine.yaml"
+    result = run(
+        capsys,
+        monkeypatch,
+        "-m",
+        bundle,
+        "--labels-from-captions",
+        art,
+        "--min-support",
+        "1",
+        "--save-thresholds",
+        saved,
+        "--json",
+    )
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["tiny-test"]["images"] == 12
+    assert "2 tag(s) in" in result.stderr and "my_trigger" in result.stderr
+    assert "rating:safe" in result.stderr and "tuned on the evaluated images" in result.stderr
+    fitted = yaml.safe_load(saved.read_text())
+    assert fitted["model"] == load_bundle(bundle).model_id and fitted["per_tag"]
+    image = art / "0.jpg"
+    tagged = invoke(capsys, monkeypatch, "tag", image, "-m", bundle, "--thresholds", saved, "-q")
+    assert tagged.code == 0, tagged.stderr
+    other = invoke(capsys, monkeypatch, "tag", image, "-m", packed[3], "--thresholds", saved)
+    assert other.code == 1 and "were tuned for model tiny-test@" in other.stderr
+    empty = tmp_path / "empty"
+    write_images(empty, 1)
+    none = run(capsys, monkeypatch, "-m", bundle, "--labels-from-captions", empty)
+    assert none.code == 1 and "no image in" in none.stderr
+
+
 def test_read_labels_formats(tmp_path):
     categories = CategorySet.load()
     csv_file = tmp_path / "l.csv"
@@ -366,7 +411,7 @@ def test_bad_labels_files(tmp_path, name, text, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((), "give either --data DATA"),
+        ((), "give one of --data DATA (a packed dataset), --labels FILE or --labels-from"),
         (("--tune-on", "everything"), "--tune-on must be one of"),
         (("--batch-size", "-3"), "--batch-size must be at least 1; received -3"),
         (("--threshold", "2"), "--threshold must be from 0 to 1; received 2.0"),

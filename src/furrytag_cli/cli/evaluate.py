@@ -38,12 +38,20 @@ def evaluate_command(
             "or JSONL labels file; paths relative to it.",
         ),
     ] = None,
+    labels_from_captions: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels-from-captions",
+            help="Evaluate on a folder of images whose caption files you reviewed: their "
+            "tags are the labels (thresholds are tuned on them, to your taste).",
+        ),
+    ] = None,
     tune_on: Annotated[
         str,
         typer.Option(
             "--tune-on",
             help="Where thresholds are tuned: a split of --data (default val), a "
-            "labels file with --labels, or none.",
+            "labels file with --labels, the captions themselves, or none.",
         ),
     ] = "val",
     threshold: Annotated[
@@ -123,7 +131,7 @@ def evaluate_command(
     _check_writable(save_thresholds, "--save-thresholds", folder=False)
     if labels is not None and tune_on == "val":
         tune_on = "none"
-    source, tuning = evaljob.resolve_sources(data, split, labels, tune_on)
+    source, tuning = evaljob.resolve_sources(data, split, labels, tune_on, labels_from_captions)
     if (write_thresholds or save_thresholds) and tuning is None:
         raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
     if compare_at is not None and len(models or []) < 2:
@@ -264,14 +272,18 @@ def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | N
 
 
 def _save_thresholds(path: Path, result, several: bool, name: str) -> None:
+    import dataclasses
+
     import yaml
 
     from furrytag_cli.core.errors import OutputError
 
     target = path.with_name(f"{path.stem}.{name}{path.suffix}") if several else path
+    # The file names the model: tag and retag refuse it for another one.
+    tuned = dataclasses.replace(result.tuned, model=result.bundle.model_id)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(result.tuned.to_dict(), sort_keys=False), encoding="utf-8")
+        target.write_text(yaml.safe_dump(tuned.to_dict(), sort_keys=False), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write thresholds to {target}: {exc.strerror or exc}") from None
     typer.echo(f"Saved tuned thresholds of {name} to {target}", err=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import ConfigError, DatasetError
 from furrytag_cli.dataset.layout import SPLITS
+from furrytag_cli.evaluation.caption_labels import read_caption_labels
 from furrytag_cli.evaluation.metrics import Evaluation, evaluate_scores
 from furrytag_cli.evaluation.scoreset import ScoreSet
 from furrytag_cli.evaluation.scoring import (
@@ -32,18 +33,27 @@ from furrytag_cli.store import layout as cache
 
 @dataclass(frozen=True)
 class Source:
-    """Labelled images: a split of a packed dataset, or a labels file."""
+    """Labelled images: a split of a packed dataset, a labels file, or a folder of
+    reviewed captions."""
 
     data: Path | None = None
     split: str | None = None
     labels: Path | None = None
+    captions: Path | None = None
 
     @property
     def name(self) -> str:
+        if self.captions is not None:
+            return self.captions.resolve().name
         return self.split if self.labels is None else self.labels.stem
 
+    @property
+    def labelled(self) -> Path | None:
+        """The labels file or captions folder (None for a dataset split)."""
+        return self.labels if self.labels is not None else self.captions
+
     def size(self) -> int | None:
-        return split_size(self.data, self.split) if self.labels is None else None
+        return split_size(self.data, self.split) if self.labelled is None else None
 
 
 @dataclass(frozen=True)
@@ -96,15 +106,28 @@ class ModelReport:
 
 
 def resolve_sources(
-    data: Path | None, split: str, labels: Path | None, tune_on: str
+    data: Path | None,
+    split: str,
+    labels: Path | None,
+    tune_on: str,
+    captions: Path | None = None,
 ) -> tuple[Source, Source | None]:
-    """The evaluated source and the tuning source from the CLI's options."""
-    if (data is None) == (labels is None):
+    """The evaluated source and the tuning source from the CLI's options.
+
+    Reviewed captions are tuned on themselves unless ``tune_on`` is none or a labels file.
+    """
+    if [data, labels, captions].count(None) != 2:
         raise ConfigError(
-            "give either --data DATA (a packed dataset) or --labels FILE, not both or neither"
+            "give one of --data DATA (a packed dataset), --labels FILE or "
+            "--labels-from-captions FOLDER"
         )
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}; received {split!r}")
+    if captions is not None:
+        source = Source(captions=captions)
+        if tune_on == "none":
+            return source, None
+        return source, source if tune_on == "val" else Source(labels=Path(tune_on))
     if labels is not None:
         source = Source(labels=labels)
         if tune_on == "none":
@@ -161,8 +184,8 @@ def evaluate_model(
     def scores_of(source: Source) -> ScoreSet:
         nonlocal tagger
         data = (
-            str(source.labels)
-            if source.labels is not None
+            str(source.labelled)
+            if source.labelled is not None
             else f"{Path(source.data).resolve()}:{source.split}"
         )
         path = None
@@ -182,13 +205,16 @@ def evaluate_model(
                     home=home,
                 )
             report = progress(f"Scoring {source.name}", source.size()) if progress else None
-            if source.labels is None:
+            if source.labelled is None:
                 return score_split(tagger, source.data, source.split, on_batch=report)
-            labelled = read_labels(source.labels, bundle.categories)
+            if source.captions is not None:
+                labelled = read_caption_labels(source.captions, bundle.categories)
+            else:
+                labelled = read_labels(source.labels, bundle.categories)
             if labelled.unknown_tags:
                 common = ", ".join(t for t, _ in labelled.unknown_tags.most_common(8))
                 notes.append(
-                    f"{len(labelled.unknown_tags)} tag(s) in {source.labels} are not "
+                    f"{len(labelled.unknown_tags)} tag(s) in {source.labelled} are not "
                     f"among the model's tags and were ignored: {common}"
                 )
             result, bad = score_labelled(tagger, labelled, on_batch=report)

@@ -52,6 +52,17 @@ def read_labels(path: Path, categories: CategorySet) -> LabelledImages:
     )
     if not rows:
         raise DatasetError(f"labels file {path} lists no images; give one row per image")
+    return labelled_images(path, [(path.parent / p, t, r, n) for p, t, r, n in rows], categories)
+
+
+def labelled_images(
+    source: Path,
+    rows: Sequence[tuple[Path, Sequence[str], float | None, object]],
+    categories: CategorySet,
+) -> LabelledImages:
+    """Label matrices from ``(image, tag names, rating or None, where)`` rows; tags the
+    model does not have are counted in ``unknown_tags``."""
+    path = source
     index = categories.index()
     labels = {
         h: np.zeros((len(rows), len(categories.tags(h))), dtype=bool) for h in categories.head_names
@@ -71,7 +82,7 @@ def read_labels(path: Path, categories: CategorySet) -> LabelledImages:
                 labels[head][i, position] = True
             else:
                 unknown[tag] += 1
-    paths = tuple((path.parent / p) for p, _, _, _ in rows)
+    paths = tuple(p for p, _, _, _ in rows)
     rating = np.array([r for _, _, r, _ in rows], dtype=np.float64) if with_rating else None
     return LabelledImages(path, paths, labels, rating, unknown)
 
