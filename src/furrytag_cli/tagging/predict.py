@@ -98,6 +98,11 @@ class Predictor:
         self._tuned = tuned.vectors(bundle.categories.heads) if tuned is not None else None
         self.thresholds = {h: self._vector(bundle, h) for h in heads}
         self.keep = {h: np.array([t not in excluded for t in self.tags[h]]) for h in heads}
+        # The chosen heads side by side: one comparison decides every tag of an image.
+        self.width = sum(len(self.tags[h]) for h in heads)
+        self._thresholds = np.concatenate([self.thresholds[h] for h in heads])
+        self._keep = np.concatenate([self.keep[h] for h in heads])
+        self._owner = [(h, t) for h in heads for t in self.tags[h]]
 
     def _vector(self, bundle: Bundle, head: str) -> np.ndarray:
         tags = self.tags[head]
@@ -112,34 +117,40 @@ class Predictor:
 
     def predict(self, scores: Scores, row: int) -> Tagging:
         """The tags of row ``row`` of a batch's scores."""
+        values = np.concatenate([scores.heads[h][row] for h in self.heads])
         return self.tagging(
-            {h: np.round(scores.heads[h][row].astype(np.float64), 4) for h in self.heads},
+            np.round(values.astype(np.float64), 4),
             round(float(scores.rating[row]), 4),
             scores.embedding[row] if scores.embedding is not None else None,
         )
 
     def tagging(
-        self,
-        values: Mapping[str, np.ndarray],
-        rating_score: float,
-        embedding: np.ndarray | None = None,
+        self, values: np.ndarray, rating_score: float, embedding: np.ndarray | None = None
     ) -> Tagging:
-        """The tags of one image from its scores rounded to 4 decimals: ``values`` per head
-        (in the model's tag order) and the rating's."""
-        tags = {}
-        for head in self.heads:
-            scores = values[head]
-            chosen = np.flatnonzero((scores > self.thresholds[head]) & self.keep[head])
-            chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
-            if self.options.top_k is not None:
-                chosen = chosen[: self.options.top_k]
-            names = self.tags[head]
-            tags[head] = [(names[i], float(scores[i])) for i in chosen.tolist()]
+        """The tags of one image from its scores rounded to 4 decimals: ``values`` holds the
+        chosen heads' scores one after the other, each head's in the model's tag order."""
+        chosen = np.flatnonzero((values > self._thresholds) & self._keep).tolist()
+        tags: dict[str, list[tuple[str, float]]] = {h: [] for h in self.heads}
+        owner = self._owner
+        for i, score in zip(chosen, values[chosen].tolist()):
+            head, tag = owner[i]
+            tags[head].append((tag, score))
+        top_k = self.options.top_k
+        for head, pairs in tags.items():
+            # Stable: equal scores keep the model's tag order.
+            pairs.sort(key=_descending)
+            if top_k is not None:
+                del pairs[top_k:]
         if self.options.max_tags is not None:
             tags = _best(tags, self.options.max_tags)
         all_scores = None
         if self.options.all_scores:
-            all_scores = {h: dict(zip(self.tags[h], values[h].tolist())) for h in self.heads}
+            all_scores, start = {}, 0
+            for head in self.heads:
+                names = self.tags[head]
+                stop = start + len(names)
+                all_scores[head] = dict(zip(names, values[start:stop].tolist()))
+                start = stop
         return Tagging(
             tags=tags,
             rating=self.rating.label(rating_score),
@@ -147,6 +158,10 @@ class Predictor:
             scores=all_scores,
             embedding=embedding,
         )
+
+
+def _descending(pair: tuple[str, float]) -> float:
+    return -pair[1]
 
 
 def _best(tags: dict[str, list[tuple[str, float]]], count: int) -> dict[str, list]:

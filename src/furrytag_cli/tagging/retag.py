@@ -7,16 +7,17 @@ file is read one line at a time: memory does not grow with its length (captions,
 need every image's name first to keep ``a.png`` and ``a.jpg`` apart, hold the paths).
 """
 
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import orjson
 
 from furrytag_cli.core.errors import OutputError, UsageError
 from furrytag_cli.model.bundle import Bundle
@@ -108,8 +109,8 @@ def _json_records(path: Path, handle, first: bytes) -> Iterator[tuple[str, dict]
 
 def _parse(line: bytes, where: str) -> dict:
     try:
-        record = json.loads(line)
-    except ValueError as exc:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
         raise ResultsError(f"{where} is not valid JSON ({exc}); {_READS}") from None
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         raise ResultsError(f'{where} is not a furrytag result (no "path"); {_READS}')
@@ -217,7 +218,6 @@ class RetagJob:
                 f"{where} is from model {record.get('model')}, not {self.model} like the first "
                 "record; retag one model's results at a time"
             )
-        values = {}
         for head in predictor.heads:
             head_scores = scores.get(head)
             tags = predictor.tags[head]
@@ -227,10 +227,11 @@ class RetagJob:
                     f"in its order); it has scores of: {', '.join(scores) or 'no head'}. Retag "
                     "with --heads among those, or tag again with --all-scores and no --heads"
                 )
-            try:
-                values[head] = np.fromiter(head_scores.values(), dtype=np.float64, count=len(tags))
-            except (TypeError, ValueError):
-                raise ResultsError(f"{where}: the {head} scores must all be numbers") from None
+        every = chain.from_iterable(scores[head].values() for head in predictor.heads)
+        try:
+            values = np.fromiter(every, dtype=np.float64, count=predictor.width)
+        except (TypeError, ValueError):
+            raise ResultsError(f"{where}: every score must be a number") from None
         try:
             rating = float(record["rating_score"])
             size, mtime = record["file"]["size"], record["file"]["mtime"]
