@@ -280,7 +280,20 @@ def test_bad_input_is_refused_clearly(run, scored, native_bundle_dir, tmp_path):
         "tuned for model tiny-test@0123" in refused("all.jsonl", "--thresholds", thresholds).stderr
     )
     missing = run("retag", "all.jsonl", "-q")
-    assert missing.code != 0 and "tiny-test" in missing.stderr
+    assert missing.code == 1 and "all.jsonl was tagged by tiny-test@" in missing.stderr
+    assert "give the bundle that tagged it with --model" in missing.stderr
+
+
+def test_the_model_the_results_name_is_found_in_the_cache(run, scored, native_bundle_dir, tmp_path):
+    import shutil
+
+    archive = shutil.make_archive(
+        str(tmp_path / "tiny-test"), "zip", native_bundle_dir.parent, native_bundle_dir.name
+    )
+    assert run("download", "--from-file", archive, "tiny-test").code == 0
+    by_name = run("retag", "all.jsonl", "-f", "csv")
+    assert by_name.code == 0, by_name.stderr
+    assert by_name.stdout == run("retag", "all.jsonl", "-m", native_bundle_dir, "-f", "csv").stdout
 
 
 def test_nothing_is_replaced_without_overwrite(run, scored, native_bundle_dir, tmp_path):
@@ -401,3 +414,23 @@ def test_every_option_is_checked_before_work_starts(
         assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
         assert message in result.stderr, result.stderr
         assert not out.exists()
+
+
+def test_the_readme_recipe_runs(run, scored, native_bundle_dir, tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    recipe = readme.split("with `dataset/lora.yaml` beside the images:\n\n```yaml\n")[1]
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "lora.yaml").write_text(recipe.split("```")[0])
+    implications = implications_export(
+        tmp_path / "tag_implications.csv", [("pantherine", "felid"), ("felid", "feline")]
+    )
+    result = run(
+        "retag", "all.jsonl", "-m", native_bundle_dir, "--profile", folder / "lora.yaml",
+        "--implications", implications, "--output-dir", tmp_path / "captions", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    caption = (tmp_path / "captions" / "alpha.txt").read_text()
+    assert caption.startswith("mytrigger, ") and "_" not in caption

@@ -2,7 +2,7 @@
 trainers read, with the rules dataset makers use.
 
 In order: tags by score (or by head); ``implied`` drops a tag another kept tag implies
-(``wolf`` drops ``canine``) or adds the tags they imply; ``first`` tags move to the front;
+(``pantherine`` drops ``feline``) or adds the tags they imply; ``first`` tags move to the front;
 ``replace`` renames (or, to "", drops) tags; then ``prefix`` tags, the rating (``rating_tag``
 at the start or end), the tags and ``suffix`` tags are joined with ``separator``, spaces
 for underscores with ``underscores=False`` and ``\\(`` ``\\)`` with ``escape_parens``.

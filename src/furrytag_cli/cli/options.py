@@ -71,7 +71,7 @@ CaptionExt = Annotated[
 Implied = Annotated[
     Literal["drop", "add"] | None,
     typer.Option(
-        help="txt: drop a tag another kept tag implies (wolf drops canine), or add the "
+        help="txt: drop a tag another kept tag implies (pantherine drops feline), or add the "
         "implied tags; needs the model's implication table or --implications."
     ),
 ]
@@ -116,7 +116,8 @@ Overwrite = Annotated[
     bool, typer.Option(help="Replace an existing output, embeddings or caption files.")
 ]
 
-# What a profile may hold, and how its values read: the options above by parameter name.
+# What a profile may hold, and how its values read: the options above by parameter name
+# (not --overwrite: replacing files takes the flag on the command line).
 _KINDS = {
     "format": "str",
     "output_dir": "path",
@@ -145,7 +146,6 @@ _KINDS = {
     "rating_cuts": "str",
     "heads": "list",
     "skip_existing": "bool",
-    "overwrite": "bool",
 }
 _PARAMETER = {"format": "fmt"}
 

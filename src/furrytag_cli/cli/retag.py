@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli import options
+from furrytag_cli.core.errors import FurrytagError
 
 
 def retag_command(
@@ -66,9 +67,18 @@ def retag_command(
 
     spec = options.output_spec(values)
     tag_options = options.selection(values)
-    if model is None:
-        model = results_model(results).rpartition("@")[0]
-    bundle = resolve_bundle(model, home=cache_dir, offline=True)
+    if model is not None:
+        bundle = resolve_bundle(model, home=cache_dir, offline=True)
+    else:
+        found = results_model(results)
+        name = found.rpartition("@")[0]
+        try:
+            bundle = resolve_bundle(name, home=cache_dir, offline=True)
+        except FurrytagError:
+            raise FurrytagError(
+                f"{results} was tagged by {found}, and no model named {name!r} is in the cache: "
+                f"give the bundle that tagged it with --model FOLDER (or furrytag download {name})"
+            ) from None
     spec = options.fit_to_model(spec, values, bundle)
     job = RetagJob(results, bundle, tag_options, spec)
     summary = job.run()

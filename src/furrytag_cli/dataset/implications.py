@@ -1,5 +1,5 @@
 """Which of a model's tags imply which: e621's active implications, closed transitively and
-kept among the model's tags (``wolf`` implies ``canine`` through ``canis``).
+kept among the model's tags (``pantherine`` implies ``feline`` through ``felid``).
 
 ``dataset build`` writes the table into the dataset folder (``implications.json``),
 ``train`` copies it into the bundle's metadata, and captions use it to drop or add the

@@ -7,6 +7,7 @@ that tags chosen again from saved scores (``furrytag retag``) are exactly the sa
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
@@ -129,16 +130,17 @@ class Predictor:
     ) -> Tagging:
         """The tags of one image from its scores rounded to 4 decimals: ``values`` holds the
         chosen heads' scores one after the other, each head's in the model's tag order."""
-        chosen = np.flatnonzero((values > self._thresholds) & self._keep).tolist()
+        chosen = np.flatnonzero((values > self._thresholds) & self._keep)
         tags: dict[str, list[tuple[str, float]]] = {h: [] for h in self.heads}
         owner = self._owner
-        for i, score in zip(chosen, values[chosen].tolist()):
+        for i, score in zip(chosen.tolist(), values[chosen].tolist()):
             head, tag = owner[i]
             tags[head].append((tag, score))
         top_k = self.options.top_k
-        for head, pairs in tags.items():
-            # Stable: equal scores keep the model's tag order.
-            pairs.sort(key=_descending)
+        for pairs in tags.values():
+            if len(pairs) > 1:
+                # Stable, also reversed: equal scores keep the model's tag order.
+                pairs.sort(key=_score, reverse=True)
             if top_k is not None:
                 del pairs[top_k:]
         if self.options.max_tags is not None:
@@ -160,8 +162,7 @@ class Predictor:
         )
 
 
-def _descending(pair: tuple[str, float]) -> float:
-    return -pair[1]
+_score = itemgetter(1)
 
 
 def _best(tags: dict[str, list[tuple[str, float]]], count: int) -> dict[str, list]:

@@ -60,7 +60,7 @@ def read_results(path: Path) -> Iterator[tuple[str, dict]]:
     """
     path = Path(path)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb", buffering=1 << 20)
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist; {_READS}") from None
     except OSError as exc:

@@ -239,6 +239,7 @@ class CaptionSink(TagSink):
             key = (str(path.parent), path.stem)
             stems[key] = stems.get(key, 0) + 1
         self.clashing = {k for k, n in stems.items() if n > 1}
+        self.folders: set[Path] = set()  # made already
 
     def caption_path(self, image: Path) -> Path:
         name = image.name if (str(image.parent), image.stem) in self.clashing else image.stem
@@ -257,7 +258,9 @@ class CaptionSink(TagSink):
         for result in results:
             target = self.caption_path(result.path)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in self.folders:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.folders.add(target.parent)
                 tmp = target.with_name(f".{target.name}.tmp")
                 caption = self.style.format(result.tagging.tags, result.tagging.rating)
                 tmp.write_text(caption + "\n", encoding="utf-8")
