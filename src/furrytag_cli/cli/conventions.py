@@ -5,7 +5,7 @@ a usage error naming them, ``--help`` lists them and shell completion offers the
 library checks the same values for Python callers (tests keep the two lists equal).
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 import typer
 
@@ -13,7 +13,7 @@ Device = Literal["auto", "cpu", "gpu"]
 Engine = Literal["auto", "keras", "lite", "onnx"]
 Quantize = Literal["none", "dynamic", "float16"]
 Split = Literal["train", "val", "test"]
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS: tuple[str, ...] = get_args(Split)
 
 SUCCESS = 0
 ERROR = 1
