@@ -144,6 +144,27 @@ def test_fetch_failures_exit_3_and_name_the_list(run, synth, tmp_path):
     assert f"Failures are listed in {tmp_path / 'd' / 'fetch-failures.jsonl'}" in result.stderr
 
 
+def test_fetch_and_pack_with_every_image_failing_exit_1(run, tmp_path):
+    data, site, _ = synth_dataset(tmp_path, posts=12)
+    entries = list(iter_manifest(data))
+    with serve(site) as server:
+        for entry in entries:
+            path = f"/data/{entry.md5[:2]}/{entry.md5[2:4]}/{entry.md5}.{entry.ext}"
+            server.behaviours[path] = status(404)
+        fetched = run("dataset", "fetch", "-d", data, "--base-url", server.url, "--rate", "0", "-q")
+    line = one_error_line(fetched)
+    assert f"none of the {len(entries)} images could be fetched" in line
+    assert str(data / "fetch-failures.jsonl") in line
+    for entry in entries:
+        image = data / "images" / entry.md5[:2] / entry.md5[2:4] / f"{entry.md5}.{entry.ext}"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(b"not an image")
+    packed = run(
+        "dataset", "pack", "-d", data, "--size", "32", "--categories", tmp_path / "categories"
+    )
+    assert packed.code == 1 and "Error: none of the images could be decoded" in packed.stderr
+
+
 def test_pack_with_undecodable_images_exits_3(run, tmp_path):
     data, site, _ = synth_dataset(tmp_path, posts=12)
     store_images(site, data)

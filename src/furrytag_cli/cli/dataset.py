@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli.conventions import (
-    ERROR,
     PARTIAL,
     SPLITS,
     complete_from,
@@ -17,7 +16,7 @@ from furrytag_cli.cli.conventions import (
     split_choices,
     split_commas,
 )
-from furrytag_cli.core.errors import ConfigError
+from furrytag_cli.core.errors import ConfigError, DatasetError
 from furrytag_cli.dataset.layout import (
     DEFAULT_USER_AGENT,
     E621_BASE_URL,
@@ -201,12 +200,17 @@ def fetch_command(
         f"Downloaded {report.downloaded:,} ({report.bytes / 1e6:,.1f} MB) in "
         f"{report.seconds:,.1f} s; {report.present:,} already stored; {report.failed:,} failed"
     )
+    if report.failed and not report.downloaded + report.present:
+        raise DatasetError(
+            f"none of the {report.failed:,} images could be fetched; the failures are listed "
+            f"in {report.failures}"
+        )
     if report.failed:
         typer.echo(
             f"Failures are listed in {report.failures}; run the command again to retry them.",
             err=True,
         )
-        raise typer.Exit(PARTIAL if report.downloaded or report.present else ERROR)
+        raise typer.Exit(PARTIAL)
 
 
 @app.command("pack")
@@ -257,13 +261,15 @@ def pack_command(
             f"{report.missing:,} posts have no fetched image "
             f"(run `furrytag dataset fetch --data {data}`)"
         )
+    failures = report.folder / "pack-failures.jsonl"
+    if report.failed and not packed:
+        raise DatasetError(f"none of the images could be decoded; see {failures}")
     if report.failed:
         typer.echo(
-            f"{len(report.failed):,} images could not be decoded and were left out; "
-            f"see {report.folder / 'pack-failures.jsonl'}",
+            f"{len(report.failed):,} images could not be decoded and were left out; see {failures}",
             err=True,
         )
-        raise typer.Exit(PARTIAL if packed else ERROR)
+        raise typer.Exit(PARTIAL)
 
 
 @app.command("synth")
