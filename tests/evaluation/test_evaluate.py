@@ -361,6 +361,16 @@ def test_reviewed_captions_are_labels_that_tune_thresholds_for_tag(
     assert tagged.code == 0, tagged.stderr
     other = invoke(capsys, monkeypatch, "tag", image, "-m", packed[3], "--thresholds", saved)
     assert other.code == 1 and "were tuned for model tiny-test@" in other.stderr
+    for i in range(12):
+        text = (art / f"{i}.txt").read_text().rstrip("\n")
+        (art / f"{i}.caption").write_text(text.replace(", ", " | ") + "\n")
+        (art / f"{i}.txt").unlink()
+    other_files = run(
+        capsys, monkeypatch, "-m", bundle, "--labels-from-captions", art, "--min-support", "1",
+        "--caption-ext", ".caption", "--separator", " | ", "--json",
+    )  # fmt: skip
+    assert other_files.code == 0, other_files.stderr
+    assert other_files.stdout == result.stdout
     empty = tmp_path / "empty"
     write_images(empty, 1)
     none = run(capsys, monkeypatch, "-m", bundle, "--labels-from-captions", empty)

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from furrytag_cli.captions.files import CaptionFiles
 from furrytag_cli.core.errors import DatasetError
-from furrytag_cli.gallery.results import OTHER_HEAD, CaptionFiles, read_results
+from furrytag_cli.gallery.results import OTHER_HEAD, read_results
 from tests.gallery.conftest import record, write_results
 
 

@@ -4,7 +4,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -46,6 +46,13 @@ def evaluate_command(
             "tags are the labels (thresholds are tuned on them, to your taste).",
         ),
     ] = None,
+    caption_ext: Annotated[
+        Literal[".txt", ".caption"],
+        typer.Option(help="--labels-from-captions: the caption files' extension."),
+    ] = ".txt",
+    separator: Annotated[
+        str, typer.Option(help="--labels-from-captions: what separates the tags of a caption.")
+    ] = ", ",
     tune_on: Annotated[
         str,
         typer.Option(
@@ -131,7 +138,14 @@ def evaluate_command(
     _check_writable(save_thresholds, "--save-thresholds", folder=False)
     if labels is not None and tune_on == "val":
         tune_on = "none"
-    source, tuning = evaljob.resolve_sources(data, split, labels, tune_on, labels_from_captions)
+    from furrytag_cli.captions.files import CaptionFiles
+    from furrytag_cli.core.errors import UsageError
+
+    if labels_from_captions is None and (caption_ext, separator) != (".txt", ", "):
+        raise UsageError("--caption-ext and --separator say how --labels-from-captions are written")
+    source, tuning = evaljob.resolve_sources(
+        data, split, labels, tune_on, labels_from_captions, CaptionFiles(caption_ext, separator)
+    )
     if (write_thresholds or save_thresholds) and tuning is None:
         raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
     if compare_at is not None and len(models or []) < 2:

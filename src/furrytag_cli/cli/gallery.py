@@ -60,7 +60,8 @@ def gallery_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
 ) -> None:
     """Write an HTML gallery of tagged images: filters, scores, review, labels export."""
-    from furrytag_cli.gallery.results import CaptionFiles, read_results
+    from furrytag_cli.captions.files import CaptionFiles
+    from furrytag_cli.gallery.results import read_results
 
     if thresholds is not None and threshold is not None:
         raise UsageError("--thresholds and --threshold both name the thresholds; give one")
@@ -152,7 +153,8 @@ def gallery_of_run(
     quiet: bool,
 ) -> None:
     """The gallery of a finished ``tag`` run, with the thresholds and rating cuts it used."""
-    from furrytag_cli.gallery.results import CaptionFiles, read_results
+    from furrytag_cli.captions.files import CaptionFiles
+    from furrytag_cli.gallery.results import read_results
 
     source = spec.output if spec.output is not None else Path(inputs[0])
     captions = CaptionFiles(extension=spec.caption.extension, separator=spec.caption.separator)

@@ -7,24 +7,17 @@ words that are no model tag (trigger words, a rating tag) are counted and ignore
 
 from pathlib import Path
 
+from furrytag_cli.captions.files import CaptionFiles
 from furrytag_cli.captions.names import TagNames, tag_key
-from furrytag_cli.captions.style import EXTENSIONS
 from furrytag_cli.core.errors import DatasetError
 from furrytag_cli.evaluation.scoring import LabelledImages, labelled_images
 from furrytag_cli.model.categories import CategorySet
 from furrytag_cli.tagging.discovery import discover
 
 
-def caption_file(image: Path) -> Path | None:
-    """The caption of ``image`` (``a.txt``, ``a.png.txt``, or ``.caption``), if any."""
-    for extension in EXTENSIONS:
-        for candidate in (image.parent / f"{image.name}{extension}", image.with_suffix(extension)):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def read_caption_labels(folder: Path, categories: CategorySet) -> LabelledImages:
+def read_caption_labels(
+    folder: Path, categories: CategorySet, files: CaptionFiles = CaptionFiles()
+) -> LabelledImages:
     """The images of ``folder`` (recursively) that have a caption file, labelled by it."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -35,19 +28,15 @@ def read_caption_labels(folder: Path, categories: CategorySet) -> LabelledImages
     names = TagNames(tag for head in categories.head_names for tag in categories.tags(head))
     rows = []
     for image in discover([str(folder)]).files:
-        caption = caption_file(image)
-        if caption is None:
+        text = files.read(image)
+        if text is None:
             continue
-        try:
-            text = caption.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"cannot read caption {caption}: {exc}") from None
-        words = [word for word in text.replace("\n", ",").split(",") if word.strip()]
-        tags = [names.get(word) or tag_key(word) for word in words]
-        rows.append((image, tags, None, caption))
+        tags = [names.get(word) or tag_key(word) for word in files.split(text)]
+        rows.append((image, tags, None, image))
     if not rows:
         raise DatasetError(
-            f"no image in {folder} has a caption file beside it (image.txt or image.caption); "
-            "caption them with furrytag tag -f txt and review them first"
+            f"no image in {folder} has a caption file beside it (image{files.extension}); "
+            "caption them with furrytag tag -f txt and review them first (--caption-ext and "
+            "--separator say how they are written)"
         )
     return labelled_images(folder, rows, categories)

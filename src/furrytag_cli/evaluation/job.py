@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from furrytag_cli.captions.files import CaptionFiles
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import ConfigError, DatasetError
 from furrytag_cli.dataset.layout import SPLITS
@@ -40,6 +41,7 @@ class Source:
     split: str | None = None
     labels: Path | None = None
     captions: Path | None = None
+    caption_files: CaptionFiles = CaptionFiles()
 
     @property
     def name(self) -> str:
@@ -111,6 +113,7 @@ def resolve_sources(
     labels: Path | None,
     tune_on: str,
     captions: Path | None = None,
+    caption_files: CaptionFiles = CaptionFiles(),
 ) -> tuple[Source, Source | None]:
     """The evaluated source and the tuning source from the CLI's options.
 
@@ -124,7 +127,7 @@ def resolve_sources(
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}; received {split!r}")
     if captions is not None:
-        source = Source(captions=captions)
+        source = Source(captions=captions, caption_files=caption_files)
         if tune_on == "none":
             return source, None
         return source, source if tune_on == "val" else Source(labels=Path(tune_on))
@@ -208,7 +211,9 @@ def evaluate_model(
             if source.labelled is None:
                 return score_split(tagger, source.data, source.split, on_batch=report)
             if source.captions is not None:
-                labelled = read_caption_labels(source.captions, bundle.categories)
+                labelled = read_caption_labels(
+                    source.captions, bundle.categories, source.caption_files
+                )
             else:
                 labelled = read_labels(source.labels, bundle.categories)
             if labelled.unknown_tags:

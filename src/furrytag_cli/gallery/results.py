@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from furrytag_cli.captions.files import CaptionFiles
 from furrytag_cli.captions.names import TagNames, tag_key
 from furrytag_cli.core.errors import DatasetError
 from furrytag_cli.model.categories import CategorySet
@@ -25,18 +26,6 @@ _READS = (
     "the gallery reads furrytag's JSONL or JSON output (furrytag tag -o results.jsonl), the "
     "output folder of tag --ray, or a folder of caption files (furrytag tag -f txt)"
 )
-
-
-@dataclass(frozen=True)
-class CaptionFiles:
-    """How caption files are found beside their images and split into tags."""
-
-    extension: str = ".txt"
-    separator: str = ", "
-
-    def split(self, text: str) -> list[str]:
-        mark = self.separator.strip() or self.separator
-        return [word for word in text.strip().split(mark) if word.strip()]
 
 
 @dataclass
@@ -336,7 +325,7 @@ def _read_captions(folder: Path, files: CaptionFiles) -> Results:
     names = TagNames(index)
     items = []
     for image in found.files:
-        caption = _caption_of(image, files.extension)
+        caption = files.read(image)
         if caption is None:
             items.append(Item(path=display_path(image), file=image, tags={}, note="no caption"))
             continue
@@ -361,12 +350,3 @@ def _read_captions(folder: Path, files: CaptionFiles) -> Results:
         failures=list(found.problems),
         base=Path.cwd(),
     )
-
-
-def _caption_of(image: Path, extension: str) -> str | None:
-    for candidate in (image.parent / f"{image.name}{extension}", image.with_suffix(extension)):
-        try:
-            return candidate.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-    return None

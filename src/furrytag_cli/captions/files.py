@@ -1,0 +1,28 @@
+"""Caption files read back: where an image's caption is and how it splits into tags."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CaptionFiles:
+    """How caption files are found beside their images and split into tags."""
+
+    extension: str = ".txt"
+    separator: str = ", "
+
+    def split(self, text: str) -> list[str]:
+        mark = self.separator.strip() or self.separator
+        return [word.strip() for word in text.strip().split(mark) if word.strip()]
+
+    def read(self, image: Path) -> str | None:
+        """The caption of ``image`` (``a.png.txt``, else ``a.txt``), None when it has none."""
+        for candidate in (
+            image.parent / f"{image.name}{self.extension}",
+            image.with_suffix(self.extension),
+        ):
+            try:
+                return candidate.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+        return None
