@@ -434,3 +434,24 @@ def test_the_readme_recipe_runs(run, scored, native_bundle_dir, tmp_path):
     assert result.code == 0, result.stderr
     caption = (tmp_path / "captions" / "alpha.txt").read_text()
     assert caption.startswith("mytrigger, ") and "_" not in caption
+
+
+def test_the_bundles_implication_table_serves_implied(run, scored, native_bundle_dir, tmp_path):
+    import shutil
+
+    from furrytag_cli.model.bundle import write_metadata
+    from furrytag_cli.model.loading import load_bundle
+
+    tags = kept_tags(scored)
+    copy = tmp_path / "bundle"
+    shutil.copytree(native_bundle_dir, copy)
+    bundle = load_bundle(copy)
+    bundle.implications = {tags[0]: [tags[1]]}
+    write_metadata(bundle)
+    common = ["-m", copy, "-q", "-f", "txt", "--threshold", "0.3", "--output-dir"]
+    kept = run("tag", "art/alpha.png", *common, tmp_path / "kept")
+    dropped = run("tag", "art/alpha.png", *common, tmp_path / "dropped", "--implied", "drop")
+    assert kept.code == 0 and dropped.code == 0, kept.stderr + dropped.stderr
+    with_parent = (tmp_path / "kept" / "alpha.txt").read_text().rstrip("\n").split(", ")
+    without = (tmp_path / "dropped" / "alpha.txt").read_text().rstrip("\n").split(", ")
+    assert tags[1] in with_parent and without == [t for t in with_parent if t != tags[1]]
