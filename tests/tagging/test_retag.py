@@ -279,6 +279,17 @@ def test_bad_input_is_refused_clearly(run, scored, native_bundle_dir, tmp_path):
     assert (
         "tuned for model tiny-test@0123" in refused("all.jsonl", "--thresholds", thresholds).stderr
     )
+    lines = (scored / "all.jsonl").read_text().splitlines(keepends=True)
+    middle = json.loads(lines[10])
+    del middle["scores"]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(lines[:10]) + json.dumps(middle) + "\n" + "".join(lines[11:]))
+    out = tmp_path / "captions"
+    assert (
+        f"{broken}:11 holds only the kept tags"
+        in refused(broken, "-f", "txt", "--output-dir", out).stderr
+    )
+    assert not out.exists()
     missing = run("retag", "all.jsonl", "-q")
     assert missing.code == 1 and "all.jsonl was tagged by tiny-test@" in missing.stderr
     assert "give the bundle that tagged it with --model" in missing.stderr

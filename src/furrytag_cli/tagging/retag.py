@@ -151,10 +151,13 @@ class RetagJob:
             self._plan_captions()
 
     def _plan_captions(self) -> None:
-        """Caption names need every image's path; existing captions are kept or refused
-        before anything is written, as in a tagging run."""
+        """Caption names need every image's path; every record is checked, and existing
+        captions are kept or refused, before anything is written, as in a tagging run."""
         spec = self.spec
-        paths = [Path(record["path"]) for _, record in read_results(self.results)]
+        paths = []
+        for where, record in read_results(self.results):
+            self._read(where, record)
+            paths.append(Path(record["path"]))
         folders = {str(p.parent.resolve()) for p in paths}
         root = Path(os.path.commonpath(sorted(folders))) if folders else None
         self.caption_sink = CaptionSink(spec.caption, paths, output_dir=spec.output_dir, root=root)
@@ -206,6 +209,12 @@ class RetagJob:
         summary.written += len(batch)
 
     def _result(self, where: str, record: dict) -> Result:
+        values, rating, size, mtime = self._read(where, record)
+        tagging = self.predictor.tagging(values, rating)
+        return Result(Path(record["path"]), tagging, size, mtime, self.model)
+
+    def _read(self, where: str, record: dict) -> tuple[np.ndarray, float, int, float]:
+        """A record's scores (the chosen heads side by side), rating score and file stat."""
         predictor = self.predictor
         scores = record.get("scores")
         if not isinstance(scores, dict):
@@ -239,8 +248,7 @@ class RetagJob:
             raise ResultsError(
                 f'{where} lacks "rating_score" or "file" (size, mtime); {_READS}'
             ) from None
-        tagging = predictor.tagging(values, rating)
-        return Result(Path(record["path"]), tagging, size, mtime, self.model)
+        return values, rating, size, mtime
 
 
 def _check_target(results: Path, spec: OutputSpec) -> None:
