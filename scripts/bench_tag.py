@@ -13,6 +13,9 @@ one run, in images/s:
                           once per engine
   (d) the original way:   tf.io.read_file / decode_jpeg / resize of every image, stacked,
                           one model.predict on the legacy-format model (a subprocess)
+  (e) the onnx engine:    the native bundle exported once to ONNX (furrytag export), forward
+                          only on the same batches and end to end, with its largest score
+                          difference to the keras engine
 plus the pipeline alone (decode + preprocess on every core, no model) and the end-to-end
 ceiling it implies when decoding and the model take turns on the cores, and prints the
 ratios against the goals: (c, lite) ≥ 1.5 × (a), (c, lite) ≥ 0.85 × (b), (c) ≥ 4 × (d).
@@ -260,6 +263,32 @@ def quantized_drift(bundle_path: Path, batch, repeats: int) -> dict:
     return found
 
 
+def onnx_engine(bundle: Path, work: Path, batch, paths, repeats: int, keras_engine) -> dict:
+    """(e): export ``bundle`` to ONNX once, then the onnx engine's rates and its drift."""
+    from furrytag_cli.export.folder import export_model
+    from furrytag_cli.model.loading import load_bundle
+    from furrytag_cli.tagging.tagger import Tagger
+
+    folder = work / f"{bundle.name}-onnx"
+    start = time.perf_counter()
+    if not (folder / "model.onnx").is_file():
+        export_model(load_bundle(bundle), folder, overwrite=True)
+    export_s = time.perf_counter() - start
+    tagger = Tagger(folder, batch_size=len(batch), engine="onnx", notify=None)
+    want, got = keras_engine(batch), tagger.engine(batch)
+    drift = max(
+        [float(np.abs(got.heads[h] - want.heads[h]).max()) for h in want.heads]
+        + [float(np.abs(got.rating - want.rating).max())]
+    )
+    return {
+        "export_s": round(export_s, 1),
+        "model_onnx_mb": round((folder / "model.onnx").stat().st_size / 1e6, 1),
+        "b_onnx_forward_img_s": round(forward_only(tagger.engine, batch, repeats), 2),
+        "c_onnx_end_to_end_img_s": round(end_to_end(tagger, paths, work / "onnx.jsonl"), 2),
+        "max_abs_diff_vs_keras": drift,
+    }
+
+
 def help_seconds(times: int = 5) -> float:
     runs = []
     for _ in range(times):
@@ -384,6 +413,10 @@ def main() -> None:
         "goals": {f"{k} >= {g}": "met" if ratios[k] >= g else "MISSED" for k, g in GOALS},
         "peak_rss_by_image_count": memory,
     }
+    results["onnx_engine"] = onnx_engine(bundle, work, batch, paths, repeats, keras_tagger.engine)
+    results["onnx_engine"]["b_onnx / b_lite"] = round(
+        results["onnx_engine"]["b_onnx_forward_img_s"] / rates["b_lite_forward"], 3
+    )
     if args.quantize_drift:
         results["quantized_lite"] = quantized_drift(bundle, batch, repeats)
     if not args.skip_memory:

@@ -66,9 +66,15 @@ class LocalServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                self._answer("GET")
+
+            def do_HEAD(self) -> None:
+                self._answer("HEAD")
+
+            def _answer(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 request = Request(
-                    "GET",
+                    method,
                     parts.path,
                     dict(parse_qsl(parts.query)),
                     {k.lower(): v for k, v in self.headers.items()},
@@ -89,6 +95,9 @@ class LocalServer:
                     self.send_header("Content-Length", str(len(reply.body)))
                 self.send_header("Connection", "close")
                 self.end_headers()
+                if self.command == "HEAD":
+                    self.close_connection = True
+                    return
                 body = reply.body if reply.cut_after is None else reply.body[: reply.cut_after]
                 for i in range(0, len(body), reply.chunk):
                     if reply.delay:

@@ -154,8 +154,10 @@ def install_from_folder(
     progress: bool = True,
     verify: Verify | None = None,
     normalized: bool | None = None,
+    top: str | None = None,
 ) -> Path:
-    """Install a model's loose files (a folder holding one) as ``name`` by copying them;
+    """Install a model's loose files (a folder holding one) as ``name`` by copying them
+    into ``unpacked/<top>/`` (default: the folder's own name, which names a legacy model);
     the digest of the folder's files stands for an archive's sha256."""
     cache.check_model_name(name)
     sha256 = _pin(sha256)
@@ -177,7 +179,7 @@ def install_from_folder(
         _say(progress, f"Installing {name} from {source} into {cache.model_dir(name, home)}")
         return _install_tree(
             name,
-            lambda target: Path(shutil.copytree(folder, target, symlinks=False)),
+            lambda target: _copy(folder, target, top or folder.name),
             source=source,
             record={
                 "filename": folder.name,
@@ -220,7 +222,14 @@ def install_from_hub(
         progress=progress,
         verify=verify,
         normalized=normalized,
+        top=name,
     )
+
+
+def _copy(folder: Path, target: Path, top: str) -> Path:
+    """Copy ``folder``'s files (links followed) to ``target/top``; return ``target``."""
+    shutil.copytree(folder, target / top, symlinks=False)
+    return target
 
 
 def install_entry(
