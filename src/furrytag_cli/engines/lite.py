@@ -7,7 +7,7 @@ cached, in the folder the cache layout (``store/layout.py``) gives: beside the b
 furrytag's own cache (whose unpacked files are verified against their recorded digest)
 or its parent folder is not writable. A cached file is named by a hash of the bundle's content, the converter's
 version and the quantization, so an edited bundle or a new TensorFlow converts afresh;
-it is written to a temporary file and renamed, so readers never see half a model.
+it is written atomically (``core/atomic.py``), so readers never see half a model.
 
 The runtime is the maintained ``ai-edge-litert`` package (LiteRT); ``tf.lite.Interpreter``
 is deprecated in TensorFlow 2.21 and is used only where that package is not installed.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from furrytag_cli.core.atomic import write_bytes
 from furrytag_cli.core.errors import BundleError, FurrytagError
 from furrytag_cli.core.machine import cpu_threads
 from furrytag_cli.engines.base import Scores, named_outputs
@@ -161,14 +162,9 @@ def _runner(model: Path | bytes, threads: int):
         return Interpreter(**source, num_threads=threads).get_signature_runner()
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def _store(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(target, data)
     # Older conversions of this bundle (same quantization) are stale now.
     prefix = target.name.split("-", 1)[0] + "-"
     for old in target.parent.glob(f"{prefix}*{SUFFIX}"):
@@ -221,7 +217,7 @@ class LiteEngine:
             model = convert(bundle, quantize)
             self.converted = True
             try:
-                _write_atomically(self.model_path, model)
+                _store(self.model_path, model)
             except OSError as exc:
                 # Tagging still works; only the next run converts again.
                 if notify is not None:

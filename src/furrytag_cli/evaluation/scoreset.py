@@ -6,8 +6,6 @@ without running the model again.
 """
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from furrytag_cli.core.atomic import AtomicFile
 from furrytag_cli.core.errors import FurrytagError, OutputError
 
 FORMAT_VERSION = 1
@@ -117,14 +116,8 @@ class ScoreSet:
             arrays["rating_true"], arrays["rating_score"] = self.rating_true, self.rating_score
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    np.savez_compressed(handle, **arrays)
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            with AtomicFile(path) as handle:
+                np.savez_compressed(handle, **arrays)
         except OSError as exc:
             raise OutputError(
                 f"cannot write scores cache {path}: {exc.strerror or exc}; choose a writable path"

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import numpy as np
 
 from furrytag_cli import __version__
+from furrytag_cli.core.atomic import write_text
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.gallery.results import Item, Results
 from furrytag_cli.gallery.thumbs import Thumb
@@ -129,6 +130,4 @@ def _url(file: Path, out: Path) -> str:
 def _write_js(path: Path, call: str, value) -> None:
     # ASCII-only JSON is a valid JavaScript literal whatever the paths hold.
     text = f"FT.{call}({json.dumps(value, ensure_ascii=True, separators=(',', ':'))});\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="ascii")
-    os.replace(tmp, path)
+    write_text(path, text, encoding="ascii")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from furrytag_cli.core.atomic import AtomicFile
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.tagging.decode import to_rgb
 
@@ -106,11 +107,10 @@ def _make_one(job: tuple[str, str]) -> str | None:
         Image.DecompressionBombWarning,
     ) as exc:
         return f"cannot be read as an image ({exc})"
-    tmp = f"{target}.{os.getpid()}.tmp"
     try:
-        image.save(tmp, "WEBP", quality=80, method=4)
-        os.replace(tmp, target)
+        # A thumbnail is made again from its image: no need to wait for the disk.
+        with AtomicFile(target, sync=False) as handle:
+            image.save(handle, "WEBP", quality=80, method=4)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write the thumbnail {target}: {exc.strerror or exc}") from None
     return None

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from furrytag_cli import __version__
+from furrytag_cli.core.atomic import write_text
 from furrytag_cli.core.errors import BundleError, CategoryError, ConfigError
 from furrytag_cli.core.schema import check_keys, read_yaml
 from furrytag_cli.model.categories import CategorySet, RatingSpec
@@ -142,10 +143,7 @@ def save_bundle(model, path: Path, bundle: Bundle) -> Bundle:
 
 def write_metadata(bundle: Bundle) -> None:
     """Rewrite a native bundle's ``furrytag.yaml`` atomically (e.g. with tuned thresholds)."""
-    target = bundle.path / METADATA
-    tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(bundle.metadata(), sort_keys=False), encoding="utf-8")
-    tmp.replace(target)
+    write_text(bundle.path / METADATA, yaml.safe_dump(bundle.metadata(), sort_keys=False))
 
 
 def read_native(root: Path) -> Bundle:

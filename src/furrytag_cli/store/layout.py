@@ -26,6 +26,7 @@ from pathlib import Path
 
 import platformdirs
 
+from furrytag_cli.core.atomic import write_text
 from furrytag_cli.core.errors import DownloadError
 
 MANIFEST = "manifest.json"
@@ -126,10 +127,8 @@ def read_manifest(name: str, home: Path | None = None) -> dict | None:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """Write ``manifest.json`` into ``folder`` (temp file + rename, never half-written)."""
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
+    """Write ``manifest.json`` into ``folder`` (atomically: never half-written)."""
+    write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def cached_models(home: Path | None = None) -> list[str]:

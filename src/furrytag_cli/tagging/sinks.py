@@ -19,6 +19,7 @@ from typing import TextIO
 import numpy as np
 
 from furrytag_cli.captions.style import CaptionStyle
+from furrytag_cli.core.atomic import AtomicFile, write_text
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.tagging.discovery import display_path
 from furrytag_cli.tagging.predict import Tagging
@@ -116,36 +117,33 @@ class _StagedFile:
         self.target = target
         self.abandoned = False
         if target is None:
-            self.stream, self.tmp = stream, None
+            self.stream, self.staged = stream, None
             return
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            self.staged = AtomicFile(target, "w", encoding="utf-8", newline="")
         except OSError as exc:
             raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
-        self.tmp = Path(tmp)
-        self.stream = open(fd, "w", encoding="utf-8", newline="")
+        self.stream = self.staged.file
 
     @contextmanager
     def guard(self):
         try:
             yield
         except OSError as exc:
-            if self.tmp is None:
+            if self.staged is None:
                 raise
             self.abandoned = True
-            _close_quietly(self.stream)
-            self.tmp.unlink(missing_ok=True)
+            self.staged.discard()
             raise _write_error(self.target, exc, "nothing was replaced") from None
 
     def commit(self) -> None:
         if self.abandoned:
             return
         with self.guard():
-            if self.tmp is None:
+            if self.staged is None:
                 self.stream.flush()
                 return
-            self.stream.close()
-        os.replace(self.tmp, self.target)
+            self.staged.commit()
 
 
 class JsonSink(TagSink):
@@ -261,10 +259,9 @@ class CaptionSink(TagSink):
                 if target.parent not in self.folders:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     self.folders.add(target.parent)
-                tmp = target.with_name(f".{target.name}.tmp")
                 caption = self.style.format(result.tagging.tags, result.tagging.rating)
-                tmp.write_text(caption + "\n", encoding="utf-8")
-                os.replace(tmp, target)
+                # One small file per image: not worth waiting for the disk each time.
+                write_text(target, caption + "\n", sync=False)
             except OSError as exc:
                 raise OutputError(f"cannot write caption {target}: {exc.strerror}") from None
 
@@ -335,9 +332,8 @@ class EmbeddingSink(TagSink):
     def close(self) -> None:
         self.raw.close()
         rows = np.fromfile(self.raw_path, dtype=np.float32).reshape(self.count, self.width)
-        tmp = self.target.with_name(f".{self.target.name}.tmp.npy")
-        np.save(tmp, rows)
-        os.replace(tmp, self.target)
+        with AtomicFile(self.target) as handle:
+            np.save(handle, rows)
         self.raw_path.unlink()
         self.index.commit()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from furrytag_cli.core.atomic import write_text
 from furrytag_cli.core.errors import ConfigError
 from furrytag_cli.core.resources import data_dir
 from furrytag_cli.core.schema import check_keys, did_you_mean, read_yaml
@@ -355,8 +356,6 @@ def load_config(name: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 def save_config(config: TrainConfig, run_dir: Path) -> Path:
     """Write the resolved config to ``run_dir/config.yaml``."""
-    target = Path(run_dir) / RESOLVED_CONFIG
-    tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_text(
+        Path(run_dir) / RESOLVED_CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False)
+    )

@@ -5,6 +5,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from furrytag_cli.core.atomic import AtomicFile, write_text
 from furrytag_cli.core.tfruntime import tensorflow
 
 LOG_CSV = "log.csv"
@@ -18,15 +19,11 @@ def write_logs(run_dir: Path, history: Sequence[Mapping]) -> None:
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]
-    tmp = run_dir / (LOG_CSV + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with AtomicFile(run_dir / LOG_CSV, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(run_dir / LOG_CSV)
-    tmp = run_dir / (LOG_JSONL + ".tmp")
-    tmp.write_text("".join(json.dumps(dict(row)) + "\n" for row in history), encoding="utf-8")
-    tmp.replace(run_dir / LOG_JSONL)
+    write_text(run_dir / LOG_JSONL, "".join(json.dumps(dict(row)) + "\n" for row in history))
 
 
 class TensorBoardLog:
