@@ -460,3 +460,26 @@ def test_missing_split_says_how_to_get_it(packed, capsys, monkeypatch, tmp_path)
     assert result.code == 1
     assert "no examples in split 'val' to tune thresholds on" in result.stderr
     assert "--tune-on none" in result.stderr
+
+
+def test_the_library_entry_point_writes_what_the_command_would(packed, tmp_path):
+    from furrytag_cli.core.errors import ConfigError, FurrytagError
+    from furrytag_cli.evaluation.job import EvalRequest, Outputs, Source, run_evaluation
+    from furrytag_cli.model.thresholds import load_thresholds
+
+    data, _, bundle, _ = packed
+    request = EvalRequest(
+        source=Source(data=data, split="test"), tune_on=Source(data=data, split="val")
+    )
+    saved = tmp_path / "thresholds.yaml"
+    run = run_evaluation([bundle], request, outputs=Outputs(save_thresholds=saved), notify=None)
+    (report,) = run.reports.values()
+    assert list(run.reports) == ["tiny-test"]
+    assert run.written == [f"Saved tuned thresholds of tiny-test to {saved}"]
+    assert load_thresholds(saved).to_dict() == report.tuned.to_dict()
+
+    untuned = EvalRequest(source=Source(data=data, split="test"))
+    with pytest.raises(ConfigError, match="tuning thresholds needs --tune-on"):
+        run_evaluation([bundle], untuned, outputs=Outputs(save_thresholds=saved))
+    with pytest.raises(FurrytagError, match="is the same model as"):
+        run_evaluation([bundle, bundle], untuned, notify=None)

@@ -1,7 +1,6 @@
 """``furrytag evaluate``: metrics per tag, head and rating; tuned thresholds; reports."""
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,7 +10,6 @@ import typer
 from furrytag_cli.cli.conventions import PARTIAL, Device, Split
 from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
-from furrytag_cli.core.live import BatchProgress
 
 
 def evaluate_command(
@@ -132,10 +130,7 @@ def evaluate_command(
     from furrytag_cli.core.console import notice
     from furrytag_cli.evaluation import job as evaljob
     from furrytag_cli.model.categories import RatingSpec
-    from furrytag_cli.tagging.tagger import resolve_bundle
 
-    _check_writable(report, "--report", folder=True)
-    _check_writable(save_thresholds, "--save-thresholds", folder=False)
     if labels is not None and tune_on == "val":
         tune_on = "none"
     from furrytag_cli.captions.files import CaptionFiles
@@ -146,8 +141,6 @@ def evaluate_command(
     source, tuning = evaljob.resolve_sources(
         data, split, labels, tune_on, labels_from_captions, CaptionFiles(caption_ext, separator)
     )
-    if (write_thresholds or save_thresholds) and tuning is None:
-        raise typer.BadParameter("tuning thresholds needs --tune-on SPLIT (or a labels file)")
     if compare_at is not None and len(models or []) < 2:
         raise FurrytagError(
             "--compare-at picks the thresholds of the table comparing several "
@@ -167,89 +160,30 @@ def evaluate_command(
         device=device,
     )
     show = not quiet
-
-    def progress(label: str, total: int | None):
-        bar = BatchProgress(
-            total or 0, enabled=show and sys.stderr.isatty() and bool(total), label=label
-        )
-        bars.append(bar.__enter__())
-        return lambda batch: bar.advance(batch) if isinstance(batch, int) else bar.update(batch)
-
-    bundles = [
-        resolve_bundle(model, home=cache_dir, offline=offline, progress=show, normalized=normalized)
-        for model in models or [None]
-    ]
-    reports = {}
-    for label, bundle in zip(_labels(bundles, models or [None]), bundles):
-        bars: list[BatchProgress] = []
-        try:
-            result = evaljob.evaluate_model(
-                bundle,
-                request,
-                progress=progress,
-                label=label,
-                notify=notice if show else None,
-                home=cache_dir,
-            )
-        finally:
-            for bar in bars:
-                bar.__exit__(None, None, None)
-        reports[label] = result
-        for note in result.notes if show else ():
+    run = evaljob.run_evaluation(
+        models or [None],
+        request,
+        outputs=evaljob.Outputs(report, save_thresholds, write_thresholds),
+        home=cache_dir,
+        offline=offline,
+        normalized=normalized,
+        progress=show,
+        notify=notice if show else None,
+    )
+    for label, result in run.reports.items() if show else ():
+        for note in result.notes:
             typer.echo(note, err=True)
-        if result.failed and show:
+        if result.failed:
             typer.echo(
                 f"{len(result.failed)} image(s) of {label} could not be read and were "
                 "left out of its metrics",
                 err=True,
             )
-    _render(reports, request, quiet=quiet, as_json=as_json, compare_at=compare_at)
-    for name, result in reports.items():
-        if report is not None:
-            folder = report if len(reports) == 1 else report / name
-            from furrytag_cli.evaluation.report import write_report
-
-            written = write_report(folder, result.evaluation, result.data)
-            typer.echo(f"Report for {name}: {len(written)} files in {folder}", err=True)
-        if save_thresholds is not None:
-            _save_thresholds(save_thresholds, result, len(reports) > 1, name)
-        if write_thresholds:
-            path = evaljob.write_thresholds(result, cache_dir)
-            typer.echo(
-                f"Stored tuned thresholds in {path}; `furrytag tag` uses them by default", err=True
-            )
-    if any(result.failed for result in reports.values()):
+    _render(run.reports, request, quiet=quiet, as_json=as_json, compare_at=compare_at)
+    for line in run.written:
+        typer.echo(line, err=True)
+    if any(result.failed for result in run.reports.values()):
         raise typer.Exit(PARTIAL)
-
-
-def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
-    """Refuse before scoring an output that could not be written afterwards."""
-    if path is None:
-        return
-    if path.exists() and path.is_dir() != folder:
-        kind = "a file" if folder else "a folder"
-        raise FurrytagError(
-            f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'}"
-        )
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise FurrytagError(f"{option} {path}: cannot write in {existing}")
-
-
-def _labels(bundles, given) -> list[str]:
-    """A distinct name per model: its own, or name@fingerprint where two share a name."""
-    names = [bundle.name for bundle in bundles]
-    labels = [
-        name if names.count(name) == 1 else f"{name}@{bundle.fingerprint()[:8]}"
-        for name, bundle in zip(names, bundles)
-    ]
-    for i, label in enumerate(labels):
-        if label in labels[:i]:
-            raise FurrytagError(
-                f"--model {given[i]} is the same model as --model "
-                f"{given[labels.index(label)]}; give each model once"
-            )
-    return labels
 
 
 def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | None) -> None:
@@ -283,21 +217,3 @@ def _render(reports, request, *, quiet: bool, as_json: bool, compare_at: str | N
     console.print(
         comparison_table({n: r.evaluation for n, r in reports.items()}, compare_at or default)
     )
-
-
-def _save_thresholds(path: Path, result, several: bool, name: str) -> None:
-    import dataclasses
-
-    import yaml
-
-    from furrytag_cli.core.errors import OutputError
-
-    target = path.with_name(f"{path.stem}.{name}{path.suffix}") if several else path
-    # The file names the model: tag and retag refuse it for another one.
-    tuned = dataclasses.replace(result.tuned, model=result.bundle.model_id)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(tuned.to_dict(), sort_keys=False), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write thresholds to {target}: {exc.strerror or exc}") from None
-    typer.echo(f"Saved tuned thresholds of {name} to {target}", err=True)

@@ -2,7 +2,6 @@
 
 import inspect
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from furrytag_cli.cli import options
 from furrytag_cli.cli.conventions import INTERRUPTED, PARTIAL, Device, Engine, Quantize
 from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
-from furrytag_cli.core.live import BatchProgress
+from furrytag_cli.core.progress import Progress
 
 
 def tag_command(
@@ -197,10 +196,10 @@ def tag_command(
     for path, reason in found.problems:
         typer.echo(f"furrytag: skipped {path}: {reason}", err=True)
     with (
-        BatchProgress(len(job.files), enabled=show and sys.stderr.isatty()) as progress,
+        Progress(len(job.files), "Tagging", "img", enabled=show, failures=True) as progress,
         graceful_interrupt(progress.note) as stop,
     ):
-        summary = job.run(on_batch=progress.update, stop=stop)
+        summary = job.run(on_batch=progress.batch, stop=stop)
     if summary.pipe_closed:
         raise typer.Exit(0)
     rate = summary.tagged / summary.seconds if summary.seconds else 0.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from furrytag_cli.core.errors import DatasetError
-from furrytag_cli.core.progress import progress_bar
+from furrytag_cli.core.progress import Progress
 
 RELATION_COLUMNS = ("antecedent_name", "consequent_name", "status")
 _EXPORT_KINDS = ("posts", "tag_aliases", "tag_implications")
@@ -99,7 +99,7 @@ class ExportTable:
             )
         self.width = len(header)
         if self.progress:
-            self._bar = progress_bar(self.path.stat().st_size, self.path.name, "B", unit_scale=True)
+            self._bar = Progress(self.path.stat().st_size, self.path.name, "B").start()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -107,7 +107,7 @@ class ExportTable:
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.update(self._raw.tell() - self._bar.n)
+            self._bar.set(self._raw.tell())
             self._bar.close()
             self._bar = None
         self._text.close()
@@ -119,7 +119,7 @@ class ExportTable:
             for number, row in enumerate(self._reader, start=1):
                 if bar is not None and number % _PROGRESS_EVERY == 0:
                     # Compressed bytes read: a total known up front, so the bar has an ETA.
-                    bar.update(self._raw.tell() - bar.n)
+                    bar.set(self._raw.tell())
                 if len(row) == self.width:
                     yield row
                 else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from furrytag_cli.core.errors import ConfigError, DatasetError
-from furrytag_cli.core.progress import progress_bar
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.dataset.build import file_url, sample_url
 from furrytag_cli.dataset.layout import (
     DEFAULT_USER_AGENT,
@@ -104,7 +104,7 @@ def fetch_images(
         else:
             todo += 1
     fetcher = _Fetcher(data_dir, options)
-    bar = progress_bar(todo, "fetch", "img") if progress and todo else None
+    bar = Progress(todo, "fetch", "img", enabled=progress and bool(todo), failures=True).start()
     failures: list[dict] = []
     in_a_row = 0  # images in a row the server did not answer for
 
@@ -118,9 +118,7 @@ def fetch_images(
             else:
                 failures.append({"id": entry.id, "md5": entry.md5, **error})
             in_a_row = in_a_row + 1 if unreachable else 0
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(failed=len(failures), refresh=False)
+            bar.set(bar.completed + 1, failed=len(failures))
 
     pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="fetch")
     gave_up = 0
@@ -141,8 +139,7 @@ def fetch_images(
         settle(wait(pending).done)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
     report.failed = len(failures)
     report.failures = _write_failures(data_dir, failures)
     report.seconds = time.perf_counter() - started

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from furrytag_cli.core.errors import ConfigError, DatasetError, ImageError
-from furrytag_cli.core.progress import progress_bar
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.core.tfruntime import tensorflow
 from furrytag_cli.dataset.layout import IMAGES, SAMPLES, SPLITS
 from furrytag_cli.dataset.manifest import ManifestEntry, iter_manifest, local_image
@@ -129,15 +129,14 @@ def pack_dataset(
     }
     report = PackReport(folder=folder)
     writers = {split: ShardWriter(folder, split, shard_size) for split in splits}
-    bar = progress_bar(total, "pack", "img") if progress else None
+    bar = Progress(total, "pack", "img", enabled=progress).start()
 
     def stored() -> Iterator[tuple[ManifestEntry, Path]]:
         for entry in iter_manifest(data_dir, splits):
             path = local_image(data_dir, entry)
             if path is None:
                 report.missing += 1
-                if bar is not None:
-                    bar.update()
+                bar.advance()
             else:
                 yield entry, path
 
@@ -151,15 +150,13 @@ def pack_dataset(
                 }
                 rating = categories.rating.target(entry.rating)
                 writers[entry.split].write(encode_example(jpeg, labels, rating, entry.id))
-            if bar is not None:
-                bar.update()
+            bar.advance()
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     splits_info = dict(info.splits)
     for split, writer in writers.items():
         report.shards[split] = writer.close()

@@ -1,4 +1,5 @@
-"""One ``furrytag evaluate`` run for one model: score (or load cached scores), tune, measure.
+"""One ``furrytag evaluate`` run: for each model, score (or load cached scores), tune,
+measure; then write the reports and thresholds asked for.
 
 Thresholds are tuned on one set of images (a dataset's ``val`` split, or a labels file)
 and applied unchanged to the evaluated one; tuning on the evaluated images themselves is
@@ -7,13 +8,15 @@ allowed but flagged, since the tuned rows are then optimistic.
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from furrytag_cli.captions.files import CaptionFiles
 from furrytag_cli.core.console import notice
-from furrytag_cli.core.errors import ConfigError, DatasetError
+from furrytag_cli.core.errors import ConfigError, DatasetError, FurrytagError, UsageError
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.dataset.layout import SPLITS
 from furrytag_cli.evaluation.caption_labels import read_caption_labels
 from furrytag_cli.evaluation.metrics import Evaluation, evaluate_scores
@@ -28,7 +31,7 @@ from furrytag_cli.evaluation.scoring import (
     threshold_settings,
 )
 from furrytag_cli.model.bundle import Bundle, write_metadata
-from furrytag_cli.model.thresholds import Thresholds
+from furrytag_cli.model.thresholds import Thresholds, save_thresholds
 from furrytag_cli.store import layout as cache
 
 
@@ -92,6 +95,25 @@ class EvalRequest:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What an evaluation writes besides its metrics: ``report`` (metrics.json, per_tag.csv
+    and plots; a folder per model when there are several), ``save_thresholds`` (the tuned
+    thresholds as YAML; ``<stem>.<model><suffix>`` per model when there are several) and
+    ``write_thresholds`` (the tuned thresholds into each native bundle's metadata)."""
+
+    report: Path | None = None
+    save_thresholds: Path | None = None
+    write_thresholds: bool = False
+
+    def check(self, request: "EvalRequest") -> None:
+        """Refuse, before anything is scored, outputs that could not be written afterwards."""
+        _check_writable(self.report, "--report", folder=True)
+        _check_writable(self.save_thresholds, "--save-thresholds", folder=False)
+        if (self.write_thresholds or self.save_thresholds) and request.tune_on is None:
+            raise UsageError("tuning thresholds needs --tune-on SPLIT (or a labels file)")
 
 
 @dataclass
@@ -163,21 +185,81 @@ def resolve_sources(
     return source, Source(data=data, split=tune_on)
 
 
+@dataclass
+class EvalRun:
+    """The outcome of ``run_evaluation``: a report per model, under a distinct label, and a
+    line for each output file written."""
+
+    reports: dict[str, ModelReport]
+    written: list[str] = field(default_factory=list)
+
+
+def run_evaluation(
+    models: Sequence[str | Path | None],
+    request: EvalRequest,
+    *,
+    outputs: Outputs = Outputs(),
+    home: Path | None = None,
+    offline: bool = False,
+    normalized: bool | None = None,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = notice,
+) -> EvalRun:
+    """Evaluate each model (a name, a bundle path, or None for the registry's default) on
+    the request's images, then write ``outputs``.
+
+    Models are labelled by name, or ``name@fingerprint`` where two share a name; the same
+    model twice is an error. ``home`` is the model cache (the ``--cache-dir`` value);
+    ``normalized`` says how a legacy SavedModel was trained (default: as known);
+    ``progress`` shows downloads and scoring passes; ``notify`` hears of conversions.
+    """
+    from furrytag_cli.tagging.tagger import resolve_bundle
+
+    outputs.check(request)
+    bundles = [
+        resolve_bundle(model, home=home, offline=offline, progress=progress, normalized=normalized)
+        for model in models
+    ]
+    reports = {
+        label: evaluate_model(
+            bundle, request, progress=progress, label=label, notify=notify, home=home
+        )
+        for label, bundle in zip(model_labels(bundles, models), bundles)
+    }
+    return EvalRun(reports, _write_outputs(reports, outputs, home))
+
+
+def model_labels(bundles: Sequence[Bundle], given: Sequence) -> list[str]:
+    """A distinct label per model: its name, or name@fingerprint where two share a name."""
+    names = [bundle.name for bundle in bundles]
+    labels = [
+        name if names.count(name) == 1 else f"{name}@{bundle.fingerprint()[:8]}"
+        for name, bundle in zip(names, bundles)
+    ]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise FurrytagError(
+                f"--model {given[i]} is the same model as --model "
+                f"{given[labels.index(label)]}; give each model once"
+            )
+    return labels
+
+
 def evaluate_model(
     bundle: Bundle,
     request: EvalRequest,
     *,
-    progress: Callable[[str, int | None], Callable[[list | int], None]] | None = None,
+    progress: bool = False,
     label: str | None = None,
     notify: Callable[[str], None] | None = notice,
     home: Path | None = None,
 ) -> ModelReport:
     """Score ``bundle`` on the request's images (cached scores reused) and measure it.
 
-    ``progress(label, total)`` returns the callback each scoring pass reports batches to.
-    ``label`` names the model in the scores cache (default: the bundle's name);
-    ``notify`` hears of the engine's first conversion (None: silence); ``home`` is the
-    cache home (the ``--cache-dir`` value) conversions of cached models go to.
+    ``progress`` shows a bar for each scoring pass. ``label`` names the model in the
+    scores cache (default: the bundle's name); ``notify`` hears of the engine's first
+    conversion (None: silence); ``home`` is the cache home (the ``--cache-dir`` value)
+    conversions of cached models go to.
     """
     tagger = None
     model_id = bundle.model_id
@@ -207,24 +289,24 @@ def evaluate_model(
                     notify=notify,
                     home=home,
                 )
-            report = progress(f"Scoring {source.name}", source.size()) if progress else None
-            if source.labelled is None:
-                return score_split(tagger, source.data, source.split, on_batch=report)
-            if source.captions is not None:
-                labelled = read_caption_labels(
-                    source.captions, bundle.categories, source.caption_files
-                )
-            else:
-                labelled = read_labels(source.labels, bundle.categories)
-            if labelled.unknown_tags:
-                common = ", ".join(t for t, _ in labelled.unknown_tags.most_common(8))
-                notes.append(
-                    f"{len(labelled.unknown_tags)} tag(s) in {source.labelled} are not "
-                    f"among the model's tags and were ignored: {common}"
-                )
-            result, bad = score_labelled(tagger, labelled, on_batch=report)
-            failed.extend(bad)
-            return result
+            with Progress(source.size(), f"Scoring {source.name}", "img", enabled=progress) as bar:
+                if source.labelled is None:
+                    return score_split(tagger, source.data, source.split, on_batch=bar.advance)
+                if source.captions is not None:
+                    labelled = read_caption_labels(
+                        source.captions, bundle.categories, source.caption_files
+                    )
+                else:
+                    labelled = read_labels(source.labels, bundle.categories)
+                if labelled.unknown_tags:
+                    common = ", ".join(t for t, _ in labelled.unknown_tags.most_common(8))
+                    notes.append(
+                        f"{len(labelled.unknown_tags)} tag(s) in {source.labelled} are not "
+                        f"among the model's tags and were ignored: {common}"
+                    )
+                result, bad = score_labelled(tagger, labelled, on_batch=bar.batch)
+                failed.extend(bad)
+                return result
 
         if path is not None and path.exists():
             notes.append(f"Using the cached scores of {source.name} in {path}")
@@ -280,3 +362,44 @@ def write_thresholds(report: ModelReport, home: Path | None = None) -> Path:
     }
     write_metadata(dataclasses.replace(bundle, thresholds=report.tuned.to_dict(), metrics=metrics))
     return bundle.path
+
+
+def _write_outputs(
+    reports: dict[str, ModelReport], outputs: Outputs, home: Path | None
+) -> list[str]:
+    from furrytag_cli.evaluation.report import write_report
+
+    several = len(reports) > 1
+    written = []
+    for name, result in reports.items():
+        if outputs.report is not None:
+            folder = outputs.report / name if several else outputs.report
+            files = write_report(folder, result.evaluation, result.data)
+            written.append(f"Report for {name}: {len(files)} files in {folder}")
+        if outputs.save_thresholds is not None:
+            path = outputs.save_thresholds
+            target = path.with_name(f"{path.stem}.{name}{path.suffix}") if several else path
+            # The file names the model: tag and retag refuse it for another one.
+            save_thresholds(dataclasses.replace(result.tuned, model=result.bundle.model_id), target)
+            written.append(f"Saved tuned thresholds of {name} to {target}")
+        if outputs.write_thresholds:
+            stored = write_thresholds(result, home)
+            written.append(
+                f"Stored tuned thresholds in {stored}; `furrytag tag` uses them by default"
+            )
+    return written
+
+
+def _check_writable(path: Path | None, option: str, *, folder: bool) -> None:
+    if path is None:
+        return
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file" if folder else "a folder"
+        raise FurrytagError(
+            f"{option} {path} is {kind}; give {'a folder' if folder else 'a file name'}"
+        )
+    # A file is replaced by a rename, so only the folder it goes in must be writable.
+    candidates = (path, *path.parents) if folder else path.parents
+    existing = next(p for p in candidates if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise FurrytagError(f"{option} {path}: cannot write in {existing}")

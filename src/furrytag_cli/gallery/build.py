@@ -7,6 +7,7 @@ from pathlib import Path
 
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.core.machine import cpu_threads
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.gallery.page import write_page
 from furrytag_cli.gallery.results import OTHER_HEAD, Results
 from furrytag_cli.gallery.thumbs import FOLDER, make_thumbnails
@@ -62,22 +63,17 @@ def build_gallery(
     except OSError as exc:
         raise OutputError(f"cannot create the gallery folder {out}: {exc.strerror}") from None
     files = [item.file for item in results.items]
-    bar = None
-    if progress:
-        from furrytag_cli.core.progress import progress_bar
-
-        bar = progress_bar(len(files), "thumbnails", "img")
+    bar = Progress(len(files), "thumbnails", "img", enabled=progress).start()
     before = set((out / FOLDER).glob("*.webp"))
     try:
         thumbs = make_thumbnails(
             files,
             out / FOLDER,
             workers=workers or cpu_threads(),
-            on_done=bar.update if bar is not None else lambda n: None,
+            on_done=bar.advance,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     index = write_page(
         out,
         results,

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from furrytag_cli.core.errors import ConfigError
+from furrytag_cli.core.atomic import write_text
+from furrytag_cli.core.errors import ConfigError, OutputError
 from furrytag_cli.core.schema import check_keys, did_you_mean, read_yaml
 
 DEFAULT_THRESHOLD = 0.5
@@ -106,6 +107,19 @@ def load_thresholds(path: str | Path) -> Thresholds:
         missing_hint="; write one with furrytag evaluate ... --save-thresholds FILE",
     )
     return replace(Thresholds.from_dict(data, where=str(path)), source=str(path))
+
+
+def save_thresholds(thresholds: Thresholds, path: str | Path) -> Path:
+    """Write ``thresholds`` to a YAML file that ``load_thresholds`` reads back."""
+    import yaml
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, yaml.safe_dump(thresholds.to_dict(), sort_keys=False))
+    except OSError as exc:
+        raise OutputError(f"cannot write thresholds to {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

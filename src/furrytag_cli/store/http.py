@@ -12,7 +12,6 @@ import errno
 import random
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import urllib3
 
 from furrytag_cli import __version__
 from furrytag_cli.core.errors import DownloadError
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.store import gdrive
 
 _CHUNK = 1 << 16
@@ -92,7 +92,7 @@ def download(
     resumed_from = _size(dest)
     state = _State()
     failures = 0
-    with requests.Session() as session, _Bar(progress, label or url) as bar:
+    with requests.Session() as session, Progress(None, label or url, "B", enabled=progress) as bar:
         session.headers.update({"User-Agent": f"furrytag/{__version__}"})
         while True:
             before = _size(dest)
@@ -115,7 +115,8 @@ def download(
                         f"{kept}pass `--url` to a mirror"
                     ) from None
                 delay = _delay(policy, failures, exc.retry_after)
-                bar.note(f"{exc}; retrying in {delay:.0f}s ({failures}/{policy.retries})")
+                if progress:
+                    bar.note(f"{exc}; retrying in {delay:.0f}s ({failures}/{policy.retries})")
                 time.sleep(delay)
                 continue
             return Download(dest, state.file_url or url, _size(dest), state.filename, resumed_from)
@@ -390,53 +391,3 @@ def _human(n: float) -> str:
         if n < 1024:
             break
     return f"{n:.1f} {unit}"
-
-
-class _Bar:
-    """A rich progress bar on stderr (bytes, speed, ETA), or nothing when disabled."""
-
-    def __init__(self, enabled: bool, label: str) -> None:
-        self._enabled = enabled
-        self._label = label
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> "_Bar":
-        if self._enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=sys.stderr),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self._label, total=None)
-        return self
-
-    def restart(self, total: int | None, completed: int) -> None:
-        if self._progress is not None:
-            self._progress.reset(self._task, total=total, completed=completed)
-
-    def advance(self, n: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
-
-    def note(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(message, markup=False, highlight=False)
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()
