@@ -8,13 +8,20 @@ import time
 
 import pytest
 
-from furrytag_cli.core.errors import ArchiveError, BundleError, DownloadError, IntegrityError
+from furrytag_cli.core.errors import (
+    ArchiveError,
+    BundleError,
+    DownloadError,
+    IntegrityError,
+    UsageError,
+)
 from furrytag_cli.store import layout as cache
 from furrytag_cli.store.http import FetchPolicy
 from furrytag_cli.store.install import (
     ensure_model,
     install_from_file,
     install_from_url,
+    install_model,
     verify_cached,
 )
 from furrytag_cli.store.registry import ModelEntry
@@ -209,6 +216,39 @@ def test_install_from_file_records_the_file_and_keeps_it(tmp_path, furrytag_home
     install_from_file("m", archive, home=furrytag_home, progress=False)
     manifest = cache.read_manifest("m", furrytag_home)
     assert manifest["source"] == archive.as_uri() and archive.is_file()
+
+
+def test_install_model_takes_the_decisions_of_the_download_command(server, tmp_path, furrytag_home):
+    archive = model_zip(tmp_path / "m.zip")
+    local = install_model("m", from_file=archive, home=furrytag_home, progress=False)
+    assert local.folder == cache.model_dir("m", furrytag_home)
+    assert local.bundle.name == "tiny_model" and local.manifest["source"] == archive.as_uri()
+    assert install_model("m", offline=True, home=furrytag_home).bundle == local.bundle
+
+    url = serve_file(server, "/files/named-model.zip", BODY)
+    fetched = install_model(url=url, home=furrytag_home, progress=False)
+    assert fetched.name == "named-model" and fetched.manifest["source"] == url
+    # A model installed from a URL is fetched again from there when forced.
+    assert install_model("named-model", force=True, home=furrytag_home, progress=False).bundle
+    assert len(server.hits("/files/named-model.zip")) == 2
+    with pytest.raises(UsageError, match="to replace it, pass --url URL or --from-file"):
+        install_model("m", force=True, home=furrytag_home)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"url": "https://x.org/m.zip", "from_file": "m.zip"}, "either --url or --from-file"),
+        ({"name": "m", "offline": True, "force": True}, "--offline only checks a cached model"),
+        ({"from_file": "m.zip"}, "--from-file needs the NAME"),
+        ({"url": "ftp://x.org/m.zip"}, "--url takes an http:// or https:// address"),
+        ({"url": "https://drive.google.com/uc"}, "cannot tell a model name from"),
+        ({}, "give a model NAME"),
+    ],
+)
+def test_install_model_refuses_arguments_that_do_not_fit(kwargs, message, furrytag_home):
+    with pytest.raises(UsageError, match=message):
+        install_model(home=furrytag_home, **kwargs)
 
 
 def test_leftovers_of_a_crashed_install_are_cleared(tmp_path, furrytag_home):

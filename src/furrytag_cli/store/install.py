@@ -7,18 +7,22 @@ renames the folder into place. Nothing sits at ``models/<name>`` unless it passe
 that. Every later use re-checks the digest of the unpacked files against the manifest.
 """
 
+import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from filelock import FileLock, Timeout
 
-from furrytag_cli.core.errors import ArchiveError, DownloadError, IntegrityError
+from furrytag_cli.core.errors import ArchiveError, DownloadError, IntegrityError, UsageError
 from furrytag_cli.core.schema import did_you_mean
 from furrytag_cli.store import archive, gdrive, hub
 from furrytag_cli.store import http as fetch
@@ -27,6 +31,114 @@ from furrytag_cli.store.registry import ModelEntry, load_registry
 
 BUNDLE_MARKERS = ("furrytag.yaml", "saved_model.pb")  # native bundle, legacy SavedModel
 Verify = Callable[[Path], object]
+_ARCHIVE_SUFFIX = re.compile(r"\.(zip|tar\.gz|tgz)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A model in the cache: its ``name``, its ``bundle`` folder, the model's ``folder``
+    and its ``manifest`` (source, sha256, whether pinned)."""
+
+    name: str
+    bundle: Path
+    folder: Path
+    manifest: dict
+
+
+def install_model(
+    name: str | None = None,
+    *,
+    url: str | None = None,
+    from_file: Path | None = None,
+    sha256: str | None = None,
+    normalized: bool | None = None,
+    force: bool = False,
+    offline: bool = False,
+    home: Path | None = None,
+    progress: bool = True,
+    verify_for: Callable[[bool | None], Verify] | None = None,
+) -> Installed:
+    """Get a model into the cache as ``furrytag download`` does; return it.
+
+    - ``from_file``: install that archive (or model folder) as ``name``;
+    - ``url``: fetch the archive there, or ``hf://OWNER/REPO``, and install it as
+      ``name`` (default: the URL's file name or the repository's name);
+    - a known model: the verified cached copy, else installed from its sources;
+    - another name: the verified cached copy.
+
+    ``force`` fetches again even when cached (another name: from where it came from).
+    ``sha256`` pins the archive's hash (a known model has its own pin); ``normalized``
+    says how a legacy SavedModel was trained (default: as the registry or the earlier
+    install recorded). ``offline`` only checks the cached copy (or the Hugging Face
+    cache). ``verify_for(normalized)`` gives the check a model passes before it is
+    installed. Conflicting arguments are a UsageError.
+    """
+    if url and from_file:
+        raise UsageError("give either --url or --from-file, not both")
+    if offline and (from_file or force or (url and not hub.is_hub(url))):
+        raise UsageError(
+            "--offline only checks a cached model (or the Hugging Face cache); drop --url, "
+            "--from-file and --force, or drop --offline"
+        )
+    known = load_registry().models.get(name) if name else None
+    pin = sha256 or (known.sha256 if known else None)
+    if normalized is None and known is not None and known.format == "legacy":
+        normalized = known.normalized
+    if normalized is None and name and known is None and force and not (url or from_file):
+        normalized = (cache.read_manifest(name, home) or {}).get("normalized")
+    verify = verify_for(normalized) if verify_for is not None else None
+    common = {"home": home, "progress": progress, "verify": verify}
+    if from_file is not None:
+        if not name:
+            raise UsageError("--from-file needs the NAME to install the model under")
+        bundle = install_from_file(
+            name, from_file, sha256=pin, force=force, normalized=normalized, **common
+        )
+    elif url and hub.is_hub(url):
+        name = name or hub.parse(url).name
+        bundle = install_from_hub(
+            name, url, sha256=pin, force=force, offline=offline, normalized=normalized, **common
+        )
+    elif url:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+            raise UsageError(
+                f"--url takes an http:// or https:// address, or hf://OWNER/REPO; received {url!r}"
+            )
+        name = name or _name_from_url(url)
+        bundle = install_from_url(
+            name, url, sha256=pin, force=force, normalized=normalized, **common
+        )
+    elif not name:
+        raise UsageError("give a model NAME (see `furrytag models`), or --url URL")
+    elif known is None and force:
+        source = (cache.read_manifest(name, home) or {}).get("source", "")
+        if hub.is_hub(source):
+            bundle = install_from_hub(name, source, force=True, normalized=normalized, **common)
+        elif source.startswith(("https:", "http:")):
+            bundle = install_from_url(
+                name, source, sha256=pin, force=True, normalized=normalized, **common
+            )
+        else:
+            raise UsageError(
+                f"{name!r} is not a known model; to replace it, "
+                f"pass --url URL or --from-file ARCHIVE"
+            )
+    elif known is None:
+        bundle = ensure_model(name, offline=offline, **common)
+    elif force:
+        bundle = install_entry(dataclasses.replace(known, sha256=pin), force=True, **common)
+    else:
+        bundle = ensure_model(dataclasses.replace(known, sha256=pin), offline=offline, **common)
+    return Installed(
+        name, bundle, cache.model_dir(name, home), cache.read_manifest(name, home) or {}
+    )
+
+
+def _name_from_url(url: str) -> str:
+    stem = _ARCHIVE_SUFFIX.sub("", unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
+    if not stem or stem in ("uc", "download", "view") or not re.fullmatch(r"[\w.-]+", stem):
+        raise UsageError(f"cannot tell a model name from {url}; pass --name NAME")
+    return stem
 
 
 def install_from_url(
