@@ -1,5 +1,6 @@
 """furrytag evaluate: scoring packed splits and labels files, tuning, caches, reports."""
 
+import dataclasses
 import json
 import shutil
 
@@ -476,7 +477,9 @@ def test_the_library_entry_point_writes_what_the_command_would(packed, tmp_path)
     (report,) = run.reports.values()
     assert list(run.reports) == ["tiny-test"]
     assert run.written == [f"Saved tuned thresholds of tiny-test to {saved}"]
-    assert load_thresholds(saved).to_dict() == report.tuned.to_dict()
+    loaded = load_thresholds(saved)
+    assert loaded.model == report.bundle.model_id
+    assert loaded.to_dict() == dataclasses.replace(report.tuned, model=loaded.model).to_dict()
 
     untuned = EvalRequest(source=Source(data=data, split="test"))
     with pytest.raises(ConfigError, match="tuning thresholds needs --tune-on"):
