@@ -12,13 +12,13 @@ a results or a failures shard: a resumed run skips the images of every complete 
 """
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from furrytag_cli.core.atomic import AtomicFile
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.tagging.resume import Key, record_key
 
@@ -163,21 +163,19 @@ class ShardFolder:
         return written
 
     def _write(self, target: Path, rows: list[dict], schema) -> Path:
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
         try:
             target.parent.mkdir(exist_ok=True)
             if self.fmt == "parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pylist(rows, schema=schema), temp)
+                with AtomicFile(target) as stream:
+                    pq.write_table(pa.Table.from_pylist(rows, schema=schema), stream)
             else:
-                with open(temp, "w", encoding="utf-8") as stream:
+                with AtomicFile(target, "w", encoding="utf-8") as stream:
                     for row in rows:
                         stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-            os.replace(temp, target)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             raise OutputError(
                 f"cannot write {target}: {exc.strerror or exc}; the shards before it are "
                 "intact: make room and continue with --resume"

@@ -122,10 +122,9 @@ def _hub_cache() -> str | None:
 def _unpacked(archive_path: Path, home: Path | None) -> Path:
     """Unpack an archive from the Hub once into furrytag's cache (keyed by its content)."""
     from furrytag_cli.store.archive import extract
-    from furrytag_cli.store.layout import cache_home, file_sha256
+    from furrytag_cli.store.layout import unpacked_hub_dir
 
-    key = file_sha256(archive_path.resolve())[:16]
-    target = cache_home(home) / "unpacked" / f"hf-{key}"
+    target = unpacked_hub_dir(archive_path.resolve(), home)
     if not target.is_dir():
         extract(archive_path.resolve(), target)
     return target

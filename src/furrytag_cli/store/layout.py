@@ -9,6 +9,7 @@ Layout under ``<home>``:
 - ``downloads/<name>-<url hash>.part`` — a partial download, resumed by the next fetch;
 - ``locks/<name>.lock`` — held while a process fetches or installs ``<name>``;
 - ``unpacked/<zip stem>-<hash>/`` — a zipped bundle opened by its path, unpacked once;
+- ``unpacked/hf-<content hash>/`` — an archive from the Hugging Face Hub, unpacked once;
 - ``lite/<bundle folder>-<hash>/`` — LiteRT conversions of bundles inside the cache or
   in folders furrytag cannot write to (others sit beside the bundle, in
   ``<bundle folder>.lite/``).
@@ -82,6 +83,11 @@ def unpacked_zip_dir(archive: Path, home: Path | None = None) -> Path:
         f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
     ).hexdigest()
     return cache_home(home) / "unpacked" / f"{archive.stem}-{key[:16]}"
+
+
+def unpacked_hub_dir(archive: Path, home: Path | None = None) -> Path:
+    """Where an archive fetched from the Hugging Face Hub is unpacked, keyed by its content."""
+    return cache_home(home) / "unpacked" / f"hf-{file_sha256(Path(archive))[:16]}"
 
 
 def conversion_dir(bundle_root: Path, suffix: str, home: Path | None = None) -> Path:
