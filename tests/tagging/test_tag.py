@@ -690,6 +690,23 @@ def test_alpha_is_composited_on_white_for_native_bundles(native_bundle_dir, tmp_
     assert batches[0].tagging.rating_score == batches[1].tagging.rating_score
 
 
+def test_the_tagging_api_shows_progress_when_asked(native_bundle_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from furrytag_cli import Tagger
+
+    Image.fromarray(np.full((32, 32, 3), 9, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    tagger = Tagger(native_bundle_dir, notify=None)
+    capsys.readouterr()
+    assert len(list(tagger.tag([tmp_path]))) == 2 and capsys.readouterr().err == ""
+    items = list(tagger.tag([tmp_path], progress=True))
+    assert [item.ok for item in items] == [True, False]
+    # stderr is not a terminal here: one plain line when the run ends.
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("Tagging: 100% 2/2 img in ") and line.endswith(", 1 failed")
+
+
 def test_large_jpegs_are_decoded_at_a_reduced_scale_for_native_bundles(tmp_path):
     import tensorflow as tf
     from PIL import Image

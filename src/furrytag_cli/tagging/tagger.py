@@ -15,6 +15,7 @@ import numpy as np
 
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import BundleError, ImageError
+from furrytag_cli.core.progress import Progress
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.engines.choose import load_engine, own_engine
 from furrytag_cli.model.bundle import Bundle
@@ -230,13 +231,22 @@ class Tagger:
                 for s in batch
             ]
 
-    def tag(self, inputs: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Item]:
-        """Tag files and folders (expanded like the CLI does); yield one item per file."""
+    def tag(
+        self, inputs: Iterable[str | Path], *, recursive: bool = True, progress: bool = False
+    ) -> Iterator[Item]:
+        """Tag files and folders (expanded like the CLI does); yield one item per file.
+
+        ``progress`` shows a bar on stderr: tqdm in a notebook, rich on a terminal, a
+        line now and then in a log.
+        """
         found = discover([str(p) for p in inputs], recursive=recursive)
         for path_text, reason in found.problems:
             yield Item(-1, Path(path_text), reason=reason)
-        for items in self.tag_batches(found.files):
-            yield from items
+        with Progress(len(found.files), "Tagging", "img", enabled=progress, failures=True) as bar:
+            for items in self.tag_batches(found.files):
+                failed = sum(not item.ok for item in items)
+                bar.set(bar.completed + len(items), failed=bar.failed + failed)
+                yield from items
 
     def embed(self, inputs: Iterable[str | Path]) -> Iterator[tuple[Path, np.ndarray]]:
         """The feature vector of each image that could be decoded (needs ``embeddings=True``)."""
