@@ -339,6 +339,9 @@ def test_json_results_are_read_too(run, scored, native_bundle_dir, tmp_path):
     from_jsonl = run("retag", "all.jsonl", "-m", native_bundle_dir, "-q")
     assert from_json.code == 0 and from_json.stdout == from_jsonl.stdout
     assert len(from_json.stdout.splitlines()) == 20
+    summary = run("retag", source, "-m", native_bundle_dir, "-o", tmp_path / "x.csv", "--json")
+    assert summary.code == 0 and json.loads(summary.stdout)["written"] == 20
+    assert run("retag", source, "-m", native_bundle_dir, "--json").code == 2
 
 
 def test_a_profile_holds_options_and_flags_win(run, scored, native_bundle_dir, tmp_path):

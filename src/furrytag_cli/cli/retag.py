@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli import options
-from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.core.errors import FurrytagError, UsageError
 
 
 def retag_command(
@@ -58,6 +58,12 @@ def retag_command(
     overwrite: options.Overwrite = False,
     profile: options.Profile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the run's summary as JSON on stdout (with -o FILE or -f txt)."
+        ),
+    ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
 ) -> None:
     """Tag again from saved scores (tag --all-scores) with other options, in seconds."""
@@ -66,6 +72,11 @@ def retag_command(
     from furrytag_cli.tagging.tagger import resolve_bundle
 
     spec = options.output_spec(values)
+    if as_json and spec.output is None and spec.fmt != "txt":
+        raise UsageError(
+            "--json prints the summary on stdout, where the results go without -o; "
+            "give -o FILE for the results"
+        )
     tag_options = options.selection(values)
     if model is not None:
         bundle = resolve_bundle(model, home=cache_dir, offline=True)
@@ -84,8 +95,24 @@ def retag_command(
     summary = job.run()
     if summary.pipe_closed:
         raise typer.Exit(0)
-    if not quiet:
-        rate = summary.written / summary.seconds if summary.seconds else 0.0
+    rate = summary.written / summary.seconds if summary.seconds else 0.0
+    if as_json:
+        import json
+
+        typer.echo(
+            json.dumps(
+                {
+                    "written": summary.written,
+                    "skipped": summary.skipped,
+                    "seconds": round(summary.seconds, 3),
+                    "images_per_second": round(rate, 2),
+                    "model_id": bundle.model_id,
+                    "output": str(spec.output or spec.output_dir or "") or None,
+                },
+                indent=2,
+            )
+        )
+    elif not quiet:
         skipped = f", kept {summary.skipped} existing captions" if summary.skipped else ""
         typer.echo(
             f"Retagged {summary.written} images{skipped} in {summary.seconds:.1f} s "
