@@ -38,6 +38,42 @@ def make_native_bundle(
     return path
 
 
+def make_normalizing_bundle(path: Path, size: int = 32, seed: int = 5) -> Path:
+    """A tiny native bundle whose first layer is a Keras ``Normalization`` with fixed
+    statistics, as the EfficientNetV2 backbones have (their constants must stay in an
+    exported graph)."""
+    import keras
+
+    from furrytag_cli.model.bundle import Bundle, save_bundle
+    from furrytag_cli.model.network import EMBEDDING
+    from furrytag_cli.model.preprocess import PreprocessSpec
+
+    keras.utils.set_random_seed(seed)
+    categories = CategorySet.load()
+    image = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0, 2500.0, 4900.0])(
+        image
+    )
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    features = keras.layers.Identity(name=EMBEDDING)(x)
+    widths = {h: len(t) for h, t in categories.heads.items()} | {"rating": 1}
+    outputs = {
+        head: keras.layers.Dense(width, activation="sigmoid", name=f"{head}_output")(features)
+        for head, width in widths.items()
+    }
+    bundle = Bundle(
+        path=path,
+        kind="native",
+        name="normalizing-test",
+        backbone="tiny",
+        categories=categories,
+        preprocess=PreprocessSpec(size=size),
+    )
+    save_bundle(keras.Model(image, outputs), path, bundle)
+    return path
+
+
 def make_legacy_saved_model(
     target: Path, size: int = LEGACY_SIZE, seed: int = 11, *, grouped: bool = False
 ) -> Path:

@@ -83,6 +83,17 @@ def test_onnx_engine_on_the_export_matches_keras(kind, sources, onnx_exports):
     assert np.ptp(want.rating) > 0 or len(batch) == 1  # real, varying outputs
 
 
+def test_normalization_constants_stay_inside_the_graph(tmp_path):
+    from tests.modelfactory import make_normalizing_bundle
+
+    source = load_bundle(make_normalizing_bundle(tmp_path / "bundle"))
+    exported = load_bundle(export_model(source, tmp_path / "onnx").folder)
+    batch = _inputs(source)
+    want = KerasEngine(source)(batch)
+    got = load_engine(exported, engine="onnx")(batch)
+    assert max(np.abs(got.heads[h] - want.heads[h]).max() for h in want.heads) <= 1e-5
+
+
 def test_the_export_has_one_input_and_named_outputs(onnx_exports):
     import onnx
 

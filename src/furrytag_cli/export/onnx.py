@@ -2,16 +2,19 @@
 (N, S, S, 3), preprocessed per the bundle's spec exactly as the other engines take it,
 and one output per head, ``rating`` (N, 1) and ``embedding``.
 
-The model is traced as a TensorFlow function and converted by tf2onnx, which freezes
-every variable (Keras 3 Normalization statistics included) into constants; the result
-is checked to have that single input and those outputs before it is returned.
+The model is saved as a SavedModel whose serving signature gives those outputs, and
+tf2onnx converts that (its loader freezes every variable and captured constant, Keras 3
+Normalization statistics included); the result is checked to have that single input and
+those outputs before it is returned.
 """
 
 import contextlib
 import io
 import logging
 import os
+import tempfile
 import warnings
+from pathlib import Path
 
 from furrytag_cli.core.errors import ExportError
 from furrytag_cli.engines.base import named_outputs
@@ -50,20 +53,66 @@ def to_onnx(bundle: Bundle):
     heads = bundle.categories.head_names
     size = bundle.input_size
     spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=INPUT)
-
-    @tf.function(input_signature=[spec])
-    def serve(image):
-        return named_outputs(model(image, training=False), heads, embeddings=True)
-
     try:
-        with _quiet():
-            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
+        with _quiet(), tempfile.TemporaryDirectory(prefix="furrytag-onnx-") as tmp:
+            # Through a SavedModel, as the lite engine converts: its loader freezes Keras 3
+            # variables and captured constants alike (tf2onnx's from_function would keep
+            # Normalization statistics as extra graph inputs).
+            saved = str(Path(tmp) / "saved")
+            _save(tf, bundle, model, heads, spec, saved)
+            graph_def, inputs, outputs, _, renames = tf2onnx.tf_loader.from_saved_model(
+                saved,
+                None,
+                None,
+                return_initialized_tables=True,
+                return_tensors_to_rename=True,
+            )
+            proto, _ = tf2onnx.convert.from_graph_def(
+                graph_def,
+                input_names=inputs,
+                output_names=outputs,
+                opset=OPSET,
+                tensors_to_rename=renames,
+            )
     except Exception as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise ExportError(f"cannot convert {bundle.name!r} to ONNX: {lines[-1][:300]}") from exc
+    _rename(proto, [i.name for i in proto.graph.input], [INPUT])
     proto.producer_name = "furrytag"
     check_onnx(proto, bundle)
     return proto
+
+
+def _save(tf, bundle: Bundle, model, heads, spec, path: str) -> None:
+    """Save the model as a SavedModel whose serving signature gives the named outputs."""
+    if bundle.kind == "native":
+        model.export(path, format="tf_saved_model", verbose=False, input_signature=[spec])
+        return
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[spec])
+        def __call__(self, image):
+            return named_outputs(self.model(image, training=False), heads, embeddings=True)
+
+    serving = Serving()
+    tf.saved_model.save(
+        serving, path, signatures={"serving_default": serving.__call__.get_concrete_function()}
+    )
+
+
+def _rename(proto, old: list[str], new: list[str]) -> None:
+    """Rename graph inputs or outputs (tf2onnx names them after TensorFlow's tensors)."""
+    mapping = dict(zip(old, new))
+    graph = proto.graph
+    for value in (*graph.input, *graph.output):
+        value.name = mapping.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
 
 
 def check_onnx(proto, bundle: Bundle) -> None:
@@ -106,16 +155,19 @@ def _dims(value_info) -> list:
 
 @contextlib.contextmanager
 def _quiet():
-    """Hide tf2onnx's progress logging unless FURRYTAG_DEBUG is set."""
+    """Hide tf2onnx's progress logging and TensorFlow's deprecation notes unless
+    FURRYTAG_DEBUG is set."""
     if os.environ.get("FURRYTAG_DEBUG"):
         yield
         return
-    logger = logging.getLogger("tf2onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("tf2onnx", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
