@@ -278,6 +278,23 @@ def test_the_model_card_is_ready_for_the_hub(sources, tmp_path, capsys, monkeypa
     ):
         assert needle in card, needle
     assert "selected_tags.csv" in run.stdout and "MB" in run.stdout
+    again = invoke(
+        capsys,
+        monkeypatch,
+        "export",
+        sources["legacy"],
+        "-o",
+        tmp_path / "out",
+        "--overwrite",
+        "--json",
+        "-q",
+    )
+    summary = json.loads(again.stdout)
+    assert summary["layout"] == "furrytag" and set(summary["files"]) == {
+        "model.onnx",
+        "furrytag.yaml",
+        "README.md",
+    }
 
 
 def test_export_refuses_what_it_cannot_make(sources, tmp_path, capsys, monkeypatch):
@@ -293,9 +310,8 @@ def test_export_refuses_what_it_cannot_make(sources, tmp_path, capsys, monkeypat
     assert "cannot be saved as a Keras 3 model" in error(
         sources["legacy"], "-o", out, "--format", "keras"
     )
-    assert "--format must be one of onnx, tflite, keras" in error(
-        sources["native"], "-o", out, "--format", "pt"
-    )
+    usage = invoke(capsys, monkeypatch, "export", sources["native"], "-o", out, "--format", "pt")
+    assert usage.code == 2 and "'pt' is not one of" in usage.stderr
     out.mkdir()
     (out / "keep.txt").write_text("x")
     assert "not empty; pass --overwrite" in error(sources["native"], "-o", out)

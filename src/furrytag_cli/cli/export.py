@@ -1,8 +1,9 @@
 """``furrytag export``: a model as ONNX, LiteRT or Keras, in furrytag's layout or the
 wd14 taggers' layout, with a model card."""
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -24,9 +25,12 @@ def export_command(
             "--output", "-o", help="Folder to write (absent or empty).", show_default=False
         ),
     ],
-    fmt: Annotated[str, typer.Option("--format", help="onnx|tflite|keras.")] = "onnx",
+    fmt: Annotated[
+        Literal["onnx", "tflite", "keras"],
+        typer.Option("--format", help="The model file's format."),
+    ] = "onnx",
     layout: Annotated[
-        str,
+        Literal["furrytag", "wd14"],
         typer.Option(
             help="furrytag (model + furrytag.yaml: furrytag runs it) or wd14 (model.onnx + "
             "selected_tags.csv for the ComfyUI WD14 node and kohya's wd14 tagger script)."
@@ -46,16 +50,21 @@ def export_command(
         bool, typer.Option(help="Never use the network; the model must be cached.")
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress; only the files written.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export a model for ONNX Runtime, LiteRT or Keras, or for the WD14 tagger tools."""
     from furrytag_cli.export.folder import check_request, export_model
     from furrytag_cli.tagging.tagger import resolve_bundle
 
     bundle = resolve_bundle(
-        model, home=cache_dir, offline=offline, progress=True, normalized=normalized
+        model, home=cache_dir, offline=offline, progress=not quiet, normalized=normalized
     )
     check_request(bundle, fmt, layout)
-    typer.echo(f"Exporting {bundle.name} ({bundle.kind}) as {fmt}, {layout} layout…", err=True)
+    if not quiet:
+        typer.echo(f"Exporting {bundle.name} ({bundle.kind}) as {fmt}, {layout} layout…", err=True)
     done = export_model(
         bundle,
         output,
@@ -65,6 +74,18 @@ def export_command(
         license=license,
         overwrite=overwrite,
     )
+    if as_json:
+        summary = {
+            "model": bundle.model_id,
+            "folder": str(done.folder),
+            "format": fmt,
+            "layout": layout,
+            "files": done.sizes,
+            "seconds": round(done.seconds, 2),
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
     for name, nbytes in done.sizes.items():
         typer.echo(f"{done.folder / name}  {nbytes / 1e6:.1f} MB")
-    typer.echo(f"Exported in {done.seconds:.1f} s", err=True)
+    if not quiet:
+        typer.echo(f"Exported in {done.seconds:.1f} s", err=True)
