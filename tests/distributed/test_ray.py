@@ -40,19 +40,29 @@ def assert_same_record(ours: dict, theirs: dict) -> None:
 
 
 def model_worker_pids() -> set[int]:
-    """The processes of furrytag's model workers (Ray names them by their class)."""
-    pids = set()
+    """The live processes of this session's model workers (descendants of this process,
+    which started the cluster; Ray names them by their class)."""
+    parents, titles = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if title.startswith(WORKER_TITLE) and state != "Z":
-            pids.add(int(entry.name))
-    return pids
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+            titles[int(entry.name)] = title
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return {pid for pid, title in titles.items() if title.startswith(WORKER_TITLE) and ours(pid)}
 
 
 def test_same_tags_and_scores_as_tag_on_one_machine(

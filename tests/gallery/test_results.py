@@ -153,8 +153,11 @@ def test_parquet_shards_of_a_ray_run(tmp_path):
     folder = ShardFolder(tmp_path / "ray-out", "parquet")
     (tmp_path / "ray-out").mkdir()
     schema = result_schema({h: list(v) for h, v in records[0]["scores"].items()})
-    folder.write(records[:2], [{"path": "imgs/gone.png", "reason": "cannot decode"}], schema)
-    folder.write(records[2:], [], schema)
+    lines = [json.dumps(record) for record in records]
+    folder.add(lines[:2], [{"path": "imgs/gone.png", "reason": "cannot decode"}], schema)
+    folder.flush()
+    folder.add(lines[2:], [], schema)
+    folder.flush()
     results = read_results(tmp_path / "ray-out", base=tmp_path)
     assert [item.path for item in results.items] == [r["path"] for r in records]
     assert results.items[0].tags["species"] == [("fox", 0.9)]

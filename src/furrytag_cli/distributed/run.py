@@ -9,13 +9,13 @@ one shard's rows, whatever the number of images.
 """
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.core.machine import THREADS_VARIABLE
 from furrytag_cli.distributed.runtime import cluster, require_ray
 from furrytag_cli.distributed.shards import ShardFolder, result_schema
 from furrytag_cli.distributed.sources import Listing, list_images
@@ -23,6 +23,7 @@ from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.predict import TagOptions
 
 DEFAULT_SHARD_ROWS = 10_000
+_DECODER_MEMORY = 512 * 1024**2
 
 
 @dataclass
@@ -152,8 +153,8 @@ def run_on_ray(
         )
     summary = RaySummary(folder=output, total=len(listing), problems=listing.problems)
     summary.model_id = bundle.model_id
-    folder.prepare(resume=resume, overwrite=overwrite)
     with folder.lock():
+        folder.prepare(resume=resume, overwrite=overwrite)
         pending = _pending(listing, folder, bundle.model_id) if resume else listing
         summary.skipped = len(listing) - len(pending)
         start = time.perf_counter()
@@ -218,9 +219,10 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
             batch_format="numpy",
             fn_kwargs={"spec": spec, "max_pixels": max_pixels},
             num_cpus=1,
-            # The block and its model inputs; a resource model workers do not ask for,
-            # which also keeps Ray Data from fusing decoding into their processes.
-            memory=rows * (spec.size**2 * 3 * 4 * 2),
+            runtime_env=_threads(1),
+            # A process with TensorFlow, the block and its model inputs. Model workers ask
+            # for no memory, which also keeps Ray Data from fusing decoding into them.
+            memory=_DECODER_MEMORY + rows * spec.size**2 * 3 * 4 * 2,
         )
         .map_batches(
             ModelWorker,
@@ -230,29 +232,34 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
             compute=ray.data.ActorPoolStrategy(size=settings.workers),
             num_cpus=settings.cpus_per_worker,
             num_gpus=settings.gpus_per_worker,
+            runtime_env=_threads(settings.cpus_per_worker),
         )
     )
 
 
-def _write(dataset, folder: ShardFolder, schema, shard_rows: int, summary, on_shard) -> None:
-    records: list[dict] = []
-    failures: list[dict] = []
+def _threads(cpus: float) -> dict:
+    """Each stage's processes use as many threads as the CPUs they hold (at least one):
+    decoding and the model then share a node's cores instead of crowding them."""
+    return {"env_vars": {THREADS_VARIABLE: str(max(1, round(cpus)))}}
 
+
+def _write(dataset, folder: ShardFolder, schema, shard_rows: int, summary, on_shard) -> None:
     def flush() -> None:
-        summary.shards.extend(folder.write(records, failures, schema))
-        summary.tagged += len(records)
-        summary.failed += len(failures)
-        records.clear()
-        failures.clear()
+        tagged, failed, written = folder.flush()
+        summary.tagged += tagged
+        summary.failed += failed
+        summary.shards.extend(written)
         on_shard(summary)
 
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        records, failures = [], []
         for path, record, reason in zip(batch["path"], batch["record"], batch["reason"]):
             if reason:
                 failures.append({"path": str(path), "reason": str(reason)})
             else:
-                records.append(json.loads(record))
-        if len(records) + len(failures) >= shard_rows:
+                records.append(str(record))
+        folder.add(records, failures, schema)
+        if folder.held >= shard_rows:
             flush()
-    if records or failures:
+    if folder.held:
         flush()

@@ -60,12 +60,15 @@ class ShardFolder:
     def __init__(self, root: Path, fmt: str = "parquet"):
         if fmt not in FORMATS:
             raise OutputError(
-                f"--format on Ray must be one of {', '.join(FORMATS)}; received {fmt!r}"
+                f"shards on Ray are {' or '.join(FORMATS)}; received the format {fmt!r}"
             )
         self.root = Path(root)
         self.fmt = fmt
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.count = 0
+        self.held = 0
+        self._results: list = []
+        self._failures: list[dict] = []
 
     @property
     def failures(self) -> Path:
@@ -76,6 +79,16 @@ class ShardFolder:
         """Held while a run writes here: two runs into one folder would clash."""
         from filelock import FileLock, Timeout
 
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(
+                f"{self.root} is a file; on Ray the output (-o) is a folder of shards"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create the output folder {self.root}: {exc.strerror}"
+            ) from None
         lock = FileLock(self.root / _LOCK, timeout=0)
         try:
             lock.acquire()
@@ -96,18 +109,15 @@ class ShardFolder:
         return sorted(self.failures.glob(f"{_PREFIX}*.{fmt or self.fmt}"))
 
     def prepare(self, *, resume: bool, overwrite: bool) -> None:
-        """Make the folder ready: refuse to mix runs unless resuming or overwriting."""
+        """Make the (locked) folder ready: refuse to mix runs unless resuming or overwriting."""
         if resume and overwrite:
             raise OutputError("--resume and --overwrite contradict each other; pick one")
-        if self.root.exists() and not self.root.is_dir():
-            raise OutputError(
-                f"{self.root} is a file; on Ray the output (-o) is a folder of shards"
-            )
         other = "jsonl" if self.fmt == "parquet" else "parquet"
         if self.shards(other) or self.failure_shards(other):
+            how = "-f jsonl" if other == "jsonl" else "without -f jsonl"
             raise OutputError(
-                f"{self.root} holds {other} shards; resume with --format {other}, or write "
-                "to another folder"
+                f"{self.root} holds {other} shards; resume them in that format ({how}), or "
+                "write to another folder"
             )
         earlier = self.shards() + self.failure_shards()
         if earlier and overwrite:
@@ -118,12 +128,6 @@ class ShardFolder:
                 f"{self.root} already holds {len(earlier)} shard(s); use --resume to finish "
                 "that run or --overwrite to replace it"
             )
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create the output folder {self.root}: {exc.strerror}"
-            ) from None
         # Temporary files of a run that was killed never became shards.
         for folder in (self.root, self.failures):
             for stale in folder.glob(f".{_PREFIX}*"):
@@ -148,33 +152,54 @@ class ShardFolder:
         failed = {r["path"] for r in self._records(self.failure_shards(), columns=["path"])}
         return keys, failed
 
-    def write(self, records: list[dict], failures: list[dict], schema) -> list[Path]:
-        """Write a results shard of ``records`` and a failures shard of ``failures`` (each
-        only when not empty); return the shards written."""
+    def add(self, records: Sequence[str], failures: Sequence[dict], schema) -> None:
+        """Hold results (JSON records, as ``tag`` writes them) and failures for the next
+        shard; Parquet results are held as Arrow tables (a few kB per image)."""
+        if records and self.fmt == "parquet":
+            import pyarrow as pa
+
+            rows = [json.loads(record) for record in records]
+            self._results.append(pa.Table.from_pylist(rows, schema=schema))
+        elif records:
+            self._results.append(list(records))
+        self._failures.extend(failures)
+        self.held += len(records) + len(failures)
+
+    def flush(self) -> tuple[int, int, list[Path]]:
+        """Write the results and the failures held (each shard only when not empty);
+        return how many of each, and the shards written."""
         name = f"{_PREFIX}{self.run}-{self.count:05d}.{self.fmt}"
         self.count += 1
         written = []
-        for rows, folder, rows_schema in (
-            (failures, self.failures, failure_schema()),
-            (records, self.root, schema),
-        ):
-            if rows:
-                written.append(self._write(folder / name, rows, rows_schema))
-        return written
+        results = sum(len(chunk) for chunk in self._results)
+        failures = len(self._failures)
+        if self.fmt == "parquet":
+            import pyarrow as pa
 
-    def _write(self, target: Path, rows: list[dict], schema) -> Path:
+            failed = pa.Table.from_pylist(self._failures, schema=failure_schema())
+            tagged = pa.concat_tables(self._results) if self._results else None
+        else:
+            failed = [json.dumps(row, ensure_ascii=False) for row in self._failures]
+            tagged = [line for chunk in self._results for line in chunk]
+        if failures:
+            written.append(self._write(self.failures / name, failed))
+        if results:
+            written.append(self._write(self.root / name, tagged))
+        self._results, self._failures, self.held = [], [], 0
+        return results, failures, written
+
+    def _write(self, target: Path, content) -> Path:
+        """Write an Arrow table (Parquet) or JSON lines to ``target``, whole or not at all."""
         try:
             target.parent.mkdir(exist_ok=True)
             if self.fmt == "parquet":
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
                 with AtomicFile(target) as stream:
-                    pq.write_table(pa.Table.from_pylist(rows, schema=schema), stream)
+                    pq.write_table(content, stream)
             else:
                 with AtomicFile(target, "w", encoding="utf-8") as stream:
-                    for row in rows:
-                        stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    stream.write("".join(line + "\n" for line in content))
         except OSError as exc:
             raise OutputError(
                 f"cannot write {target}: {exc.strerror or exc}; the shards before it are "
