@@ -5,6 +5,7 @@ random moments: during start-up and mid-work), reruns it, and compares the end s
 a clean run. The numbers of each test (cycles, outputs lost) are printed (``pytest -s``).
 """
 
+import csv
 import hashlib
 import json
 import random
@@ -14,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from furrytag_cli.dataset.manifest import iter_manifest, local_image
@@ -27,16 +29,19 @@ from tests.imagefactory import write_good_images
 pytestmark = pytest.mark.slow
 
 
-def kill_when(proc: subprocess.Popen, ready, seconds: float, limit: float = 120) -> bool:
-    """SIGKILL ``proc`` ``seconds`` after ``ready()`` holds; False when it ended first."""
+def kill_when(
+    proc: subprocess.Popen, ready, seconds: float, limit: float = 120, signum=signal.SIGKILL
+) -> bool:
+    """Send ``signum`` to ``proc`` ``seconds`` after ``ready()`` holds and wait for it to
+    end; False when it ended first."""
     deadline = time.monotonic() + limit
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(seconds)
     if proc.poll() is not None:
         return False
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.send_signal(signum)
+    proc.wait(timeout=120)
     return True
 
 
@@ -112,6 +117,100 @@ def test_tag_killed_again_and_again_then_resumed_equals_a_clean_run(
     assert all(r == expected[r["path"]] for r in got), "scores differ from the clean run"
     print(f"\ntag: {kills} kills, lines after each: {counts}; outputs lost: 0 of {len(expected)}")
     assert kills >= 4
+
+
+def pile(folder: Path, sets: int) -> Path:
+    """``sets`` × 10 images under ``folder``."""
+    first = write_good_images(folder / "s0")
+    for i in range(1, sets):
+        shutil.copytree(first["photo.jpg"].parent, folder / f"s{i}")
+    return folder
+
+
+def leftovers(folder: Path) -> list[str]:
+    ends = (".tmp", ".part", ".lock", ".rows")
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(ends))
+
+
+def embeddings_of(target: Path) -> dict[str, np.ndarray]:
+    paths = target.with_suffix(".paths.txt").read_text().split("\n")[:-1]
+    rows = np.load(target)
+    assert len(paths) == len(set(paths)) == len(rows), "embeddings rows and paths disagree"
+    return dict(zip(paths, rows))
+
+
+def read_output(path: Path, fmt: str) -> dict[str, object]:
+    """Path → the record (JSON, JSONL) or the rows (CSV) of an output; no path twice."""
+    if fmt == "csv":
+        rows = list(csv.reader(path.read_text().splitlines()))[1:]
+        paths = [row[0] for row in rows]
+        assert len(paths) == len(set(paths)), "an image was written twice"
+        return {row[0]: row for row in rows}
+    text = path.read_text()
+    records = json.loads(text) if fmt == "json" else [json.loads(x) for x in text.splitlines()]
+    assert len(records) == len({r["path"] for r in records}), "an image was written twice"
+    return {r["path"]: r for r in records}
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "fmt"), [(signal.SIGTERM, 143, "json"), (signal.SIGHUP, 129, "jsonl")]
+)
+def test_sigterm_and_sighup_stop_after_the_batch_like_ctrl_c(
+    native_bundle_dir, tmp_path, signum, code, fmt
+):
+    images = pile(tmp_path / "pile", 80)
+    out, emb = tmp_path / f"t.{fmt}", tmp_path / "t.npy"
+    proc = spawn(
+        "tag", images, "-m", native_bundle_dir, "-f", fmt, "-o", out, "--embeddings", emb,
+        "--batch-size", "2", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    written = out if fmt == "jsonl" else out.with_name(f".{out.name}.part")
+    sent = kill_when(proc, lambda: lines(written) >= 2, 0, signum=signum)
+    _, err = proc.communicate(timeout=120)
+    if not sent:
+        pytest.skip("the run ended before the signal could be sent")
+    assert proc.returncode == code, err
+    name = signal.Signals(signum).name
+    assert f"Stopping after the current batch ({name})" in err and "Tagged " in err
+    records = read_output(out, fmt)
+    assert 2 <= len(records) < 800
+    assert set(embeddings_of(emb)) == set(records)  # every output closed at the same batch
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "jsonl"])
+def test_a_killed_run_resumes_every_output_kind(
+    native_bundle_dir, tmp_path, capsys, monkeypatch, fmt
+):
+    images = pile(tmp_path / "pile", 10)
+    options = ("-m", native_bundle_dir, "-f", fmt, "--batch-size", "1", "-q")
+    clean_out, clean_emb = tmp_path / "clean" / f"c.{fmt}", tmp_path / "clean" / "c.npy"
+    clean_out.parent.mkdir()
+    done = invoke(
+        capsys, monkeypatch, "tag", images, *options, "-o", clean_out, "--embeddings", clean_emb
+    )
+    assert done.code == 0, done.stderr
+
+    out, emb = tmp_path / f"k.{fmt}", tmp_path / "k.npy"
+    command = ("tag", images, *options, "-o", out, "--embeddings", emb)
+    written = out if fmt == "jsonl" else out.with_name(f".{out.name}.part")
+    proc = spawn(*command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert kill_when(proc, lambda: lines(written) >= 5, 0), "the run ended before the kill"
+    kept = lines(written)
+    assert emb.with_name(".k.npy.part").stat().st_size > 0 and not emb.exists()
+
+    resumed = invoke(capsys, monkeypatch, *command, "--resume")
+    assert resumed.code == 0, resumed.stderr
+    assert "recovered the embeddings of a stopped run from" in resumed.stderr
+    if fmt != "jsonl":
+        assert f"recovered {kept} results of a stopped run from {written}" in resumed.stderr
+    assert leftovers(tmp_path) == []
+    expected, got = read_output(clean_out, fmt), read_output(out, fmt)
+    assert set(got) == set(expected) and len(got) == 100
+    assert all(got[path] == expected[path] for path in got), "results differ from a clean run"
+    vectors, reference = embeddings_of(emb), embeddings_of(clean_emb)
+    assert set(vectors) == set(reference)
+    assert all(np.allclose(vectors[p], reference[p], atol=1e-6) for p in vectors)
 
 
 def test_download_killed_mid_body_resumes_to_a_verified_model(tmp_path, furrytag_home):

@@ -819,7 +819,8 @@ def test_ctrl_c_flushes_what_is_done_and_exits_130(native_bundle_dir, tmp_path):
     )
 
     def first_batch_written() -> bool:
-        return any(tmp.stat().st_size > len("[") for tmp in tmp_path.glob(".out.json.*.tmp"))
+        partial = tmp_path / ".out.json.part"
+        return partial.exists() and partial.stat().st_size > 0
 
     deadline = time.time() + 120
     while not first_batch_written() and time.time() < deadline:

@@ -28,7 +28,8 @@ EXIT_CODES = (
     "  2    usage error: an unknown command or option, a value not among the choices\n"
     "  3    finished, but some inputs failed (tag, evaluate, dataset fetch, dataset pack:\n"
     "       the failures are listed)\n"
-    "  130  interrupted (Ctrl-C); what was finished is kept"
+    "  130  interrupted (Ctrl-C); what was finished is kept\n"
+    "  143  tag stopped by SIGTERM (129: by SIGHUP), as by Ctrl-C"
 )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli import options
-from furrytag_cli.cli.conventions import INTERRUPTED, PARTIAL, Device, Engine, Quantize
+from furrytag_cli.cli.conventions import PARTIAL, Device, Engine, Quantize
 from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.progress import Progress
@@ -139,9 +139,10 @@ def tag_command(
         tag_ray.tag_on_ray_command(values, inspect.signature(tag_command))
         return
     tag_ray.check_ray_options(values, inspect.signature(tag_command))
+    from furrytag_cli.core.console import printable
     from furrytag_cli.core.interrupt import graceful_interrupt
     from furrytag_cli.tagging.discovery import discover
-    from furrytag_cli.tagging.job import TagJob
+    from furrytag_cli.tagging.job import TagJob, check_run
     from furrytag_cli.tagging.tagger import resolve_bundle
 
     if batch_size < 1:
@@ -172,6 +173,9 @@ def tag_command(
         shown = "; ".join(f"{path}: {reason}" for path, reason in found.problems[:3])
         more = f" and {len(found.problems) - 3} more" if len(found.problems) > 3 else ""
         raise FurrytagError(f"nothing to tag: {shown}{more}")
+    dirs = [Path(i) for i in inputs if os.path.isdir(i)]
+    root = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
+    check_run(spec, found.files, root)
     show = not quiet
     from furrytag_cli.tagging.tagger import Tagger
 
@@ -190,11 +194,11 @@ def tag_command(
         home=cache_dir,
         notify=_notice if show else None,
     )
-    dirs = [Path(i) for i in inputs if os.path.isdir(i)]
-    root = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
     job = TagJob(tagger, found.files, spec, problems=found.problems, root=root)
+    for message in job.summary.recovered:
+        _notice(message)
     for path, reason in found.problems:
-        typer.echo(f"furrytag: skipped {path}: {reason}", err=True)
+        typer.echo(f"furrytag: skipped {printable(path)}: {printable(reason)}", err=True)
     with (
         Progress(len(job.files), "Tagging", "img", enabled=show, failures=True) as progress,
         graceful_interrupt(progress.note) as stop,
@@ -206,20 +210,24 @@ def tag_command(
     if as_json:
         _print_json(summary, rate, tagger, spec)
     elif show:
-        typer.echo(
-            f"Tagged {summary.tagged}, skipped {summary.skipped} already done, "
-            f"failed {len(summary.failed)} of {summary.total} files in {summary.seconds:.1f} s "
-            f"({rate:.1f} images/s) with {tagger.bundle.name} ({tagger.engine.name} engine).",
-            err=True,
-        )
-        if summary.failures_file:
-            typer.echo(f"Failure report: {summary.failures_file}", err=True)
+        try:
+            typer.echo(
+                f"Tagged {summary.tagged}, skipped {summary.skipped} already done, failed "
+                f"{len(summary.failed)} of {summary.total} files in {summary.seconds:.1f} s "
+                f"({rate:.1f} images/s) with {tagger.bundle.name} ({tagger.engine.name} engine).",
+                err=True,
+            )
+            if summary.failures_file:
+                typer.echo(f"Failure report: {summary.failures_file}", err=True)
+        except OSError:
+            if not summary.interrupted:
+                raise  # after a hang-up the terminal may be gone; the outputs are what count
     if gallery is not None and summary.tagged + summary.skipped and not summary.interrupted:
         from furrytag_cli.cli.gallery import gallery_of_run
 
         gallery_of_run(spec, inputs, tagger, gallery, summary.failures_file, quiet=quiet)
     if summary.interrupted:
-        raise typer.Exit(INTERRUPTED)
+        raise typer.Exit(summary.exit_code)
     if summary.failed and spec.strict:
         path, reason = summary.failed[0]
         raise FurrytagError(f"stopped at the first file that failed (--strict): {path}: {reason}")

@@ -1,6 +1,7 @@
 """Opening models: any path (a bundle folder, a .zip of one, a legacy SavedModel) → a
 ``Bundle``; a ``Bundle`` → its Keras model."""
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -30,13 +31,31 @@ def load_bundle(path: Path, *, normalized: bool | None = None, home: Path | None
             f"model not found: {path} (give a bundle folder, a .zip, or a model name)"
         )
     if path.is_file() and zipfile.is_zipfile(path):
-        path = _unpack_zip(path, home)
-    elif path.is_file():
+        return _load_zipped(path, normalized, home)
+    if path.is_file():
         raise BundleError(f"{path} is not a bundle folder or .zip of one")
+    return _load_folder(path, normalized)
+
+
+def _load_folder(path: Path, normalized: bool | None) -> Bundle:
     root = locate_bundle(path)
     if (root / METADATA).is_file():
         return read_native(root)
     return legacy_bundle(root, normalized=normalized)
+
+
+def _load_zipped(path: Path, normalized: bool | None, home: Path | None) -> Bundle:
+    """A zipped bundle, unpacked once into the cache; what does not hold a usable bundle
+    is removed from the cache again."""
+    target, fresh = _unpack_zip(path, home)
+    try:
+        return _load_folder(target, normalized)
+    except BaseException as exc:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, BundleError) and str(target) in str(exc):
+            raise BundleError(str(exc).replace(str(target), str(path))) from None
+        raise
 
 
 def locate_bundle(path: Path) -> Path:
@@ -56,15 +75,18 @@ def locate_bundle(path: Path) -> Path:
     )
 
 
-def _unpack_zip(path: Path, home: Path | None) -> Path:
-    """Unpack a zipped bundle once into the cache."""
+def _unpack_zip(path: Path, home: Path | None) -> tuple[Path, bool]:
+    """Unpack a zipped bundle once into the cache; return the folder and whether this call
+    unpacked it."""
     from furrytag_cli.store.archive import extract
-    from furrytag_cli.store.layout import unpacked_zip_dir
+    from furrytag_cli.store.layout import cache_folder, unpacked_zip_dir
 
     target = unpacked_zip_dir(path, home)
-    if not target.is_dir():
-        extract(path, target)
-    return target
+    if target.is_dir():
+        return target, False
+    cache_folder(target.parent, home)
+    extract(path, target)
+    return target, True
 
 
 def load_keras_model(bundle: Bundle, *, embeddings: bool):

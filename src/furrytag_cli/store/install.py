@@ -574,7 +574,7 @@ def _swap(stage: Path, final: Path) -> None:
 def _locked(name: str, home: Path | None, progress: bool) -> Iterator[None]:
     """Hold the model's lock, so two processes never fetch or install it at once."""
     path = cache.lock_path(name, home)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    cache.cache_folder(path.parent, home)
     lock = FileLock(path)
     try:
         lock.acquire(timeout=0)

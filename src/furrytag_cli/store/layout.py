@@ -19,6 +19,7 @@ Layout under ``<home>``:
 on Linux). Every function takes ``home`` so that the value reaches each path.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +44,31 @@ def cache_home(override: Path | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return platformdirs.user_cache_path("furrytag")
+
+
+def cache_folder(folder: Path, home: Path | None = None) -> Path:
+    """Create ``folder`` (inside the cache) for writing; when the cache is not a folder one
+    can write in, say which setting chose it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    except OSError as exc:
+        root = cache_home(home)
+        if home is not None:
+            source = setting = "--cache-dir"
+        elif os.environ.get("FURRYTAG_HOME"):
+            source = setting = "FURRYTAG_HOME"
+        else:
+            source, setting = "the user cache folder", "FURRYTAG_HOME or --cache-dir"
+        what = (
+            "is a file, not a folder" if root.is_file() else f"cannot be written ({exc.strerror})"
+        )
+        raise DownloadError(
+            f"the model cache {root} ({source}) {what}; point {setting} at a folder you can "
+            "write in"
+        ) from None
+    return folder
 
 
 def check_model_name(name: str) -> str:

@@ -12,6 +12,7 @@ input then differs from a full-size decode by about 0.2/255 on average. Legacy m
 always get the original's full decode.
 """
 
+import stat
 import warnings
 from pathlib import Path
 
@@ -38,10 +39,12 @@ def inspect(path: Path, spec: PreprocessSpec, max_pixels: int = MAX_PIXELS) -> t
     """Check ``path``'s header; return the decoder route and the JPEG scale index (into
     ``JPEG_SCALES``; 0 for full size). Raises ImageError with the reason."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         raise ImageError(f"cannot read: {exc.strerror}") from None
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"not a regular file (a {_kind(info.st_mode)})")
+    if info.st_size == 0:
         raise ImageError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
@@ -111,3 +114,14 @@ def to_rgb(image: Image.Image, alpha: str) -> np.ndarray:
         canvas.alpha_composite(rgba)
         image = canvas
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")

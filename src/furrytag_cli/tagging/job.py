@@ -13,10 +13,19 @@ from pathlib import Path
 from typing import TextIO
 
 from furrytag_cli.captions.style import CaptionStyle
+from furrytag_cli.core.console import printable
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.core.interrupt import StopFlag
 from furrytag_cli.tagging.discovery import display_path
-from furrytag_cli.tagging.resume import done_keys, file_key, read_records
+from furrytag_cli.tagging.outputs import OutputLock, check_targets
+from furrytag_cli.tagging.resume import (
+    done_keys,
+    file_key,
+    read_csv,
+    read_records,
+    recover,
+    recover_embeddings,
+)
 from furrytag_cli.tagging.sinks import (
     FORMATS,
     CaptionSink,
@@ -27,6 +36,10 @@ from furrytag_cli.tagging.sinks import (
     Result,
     TagSink,
     close_all,
+    csv_header,
+    embedding_index,
+    is_special,
+    partial_path,
     read_embeddings,
 )
 from furrytag_cli.tagging.tagger import Item, Tagger
@@ -59,8 +72,10 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    exit_code: int = 0
     pipe_closed: bool = False
     failures_file: Path | None = None
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -79,9 +94,7 @@ def check_output(spec: OutputSpec) -> None:
         raise OutputError(f"--format must be one of {', '.join(FORMATS)}; received {spec.fmt!r}")
     if spec.resume and spec.overwrite:
         raise OutputError("--resume and --overwrite contradict each other; pick one")
-    if spec.resume and spec.fmt == "csv":
-        raise OutputError("--resume reads back JSONL or JSON output; use --format jsonl (or json)")
-    if spec.resume and spec.fmt in ("json", "jsonl") and spec.output is None:
+    if spec.resume and spec.fmt != "txt" and spec.output is None:
         raise OutputError("--resume needs the earlier output file: give it with -o FILE")
     if spec.fmt == "txt" and spec.output is not None:
         raise OutputError(
@@ -100,11 +113,17 @@ def check_output(spec: OutputSpec) -> None:
         )
     if spec.fmt != "csv" and spec.long:
         raise OutputError(f"--long is a CSV layout (-f csv); {spec.fmt} output has no long form")
-    targets = [p for p in (spec.output, spec.embeddings, spec.failures) if p is not None]
+    targets = [
+        p
+        for p in (spec.output, spec.embeddings, spec.failures)
+        if p is not None and not is_special(p)
+    ]
     for target in targets:
         if target.is_dir():
             raise OutputError(f"{target} is a folder; give a file name (one inside it will do)")
     if spec.output_dir is not None:
+        if spec.output_dir.exists() and not spec.output_dir.is_dir():
+            raise OutputError(f"--output-dir {spec.output_dir} is a file; give a folder")
         targets.append(spec.output_dir / "x")
     for target in targets:
         folder = target.parent
@@ -115,7 +134,15 @@ def check_output(spec: OutputSpec) -> None:
         if not os.access(folder, os.W_OK):
             raise OutputError(f"cannot write in {folder}: permission denied")
     for target in (spec.output, spec.embeddings):
-        if target is not None and target.exists() and not (spec.resume or spec.overwrite):
+        if target is None or spec.resume or spec.overwrite or is_special(target):
+            continue
+        if partial_path(target).exists():
+            raise OutputError(
+                f"{target}: a run writing it was stopped before it ended, and left its results "
+                f"in {partial_path(target)}; use --resume to continue that run or --overwrite "
+                "to start afresh"
+            )
+        if target.exists():
             raise OutputError(
                 f"{target} already exists; use --resume to continue that run or "
                 "--overwrite to replace it"
@@ -123,9 +150,10 @@ def check_output(spec: OutputSpec) -> None:
 
 
 def open_output(
-    spec: OutputSpec, heads: Sequence[str], stdout: TextIO, previous: Sequence[dict] = ()
+    spec: OutputSpec, heads: Sequence[str], stdout: TextIO, previous: Sequence = ()
 ) -> TagSink:
-    """The JSONL, JSON or CSV sink of ``spec`` (``previous`` records are kept by a resumed JSON)."""
+    """The JSONL, JSON or CSV sink of ``spec`` (``previous`` records, or CSV rows per image,
+    are kept by a resumed JSON or CSV)."""
     stream = stdout if spec.output is None else None
     if spec.fmt == "jsonl":
         if stream is not None:
@@ -133,7 +161,40 @@ def open_output(
         return JsonlSink.to_path(spec.output, append=spec.resume)
     if spec.fmt == "json":
         return JsonSink(spec.output, stream, previous=previous)
-    return CsvSink(spec.output, heads, spec.long, stream)
+    return CsvSink(spec.output, heads, spec.long, stream, previous)
+
+
+def failures_path(spec: OutputSpec) -> Path | None:
+    """Where the failure report goes: --failures, else beside the output or in --output-dir."""
+    if spec.failures is not None:
+        return spec.failures
+    if spec.output is not None and not is_special(spec.output):
+        return spec.output.with_name(spec.output.name + ".failures.tsv")
+    if spec.output_dir is not None:
+        return spec.output_dir / "furrytag-failures.tsv"
+    return None
+
+
+def check_run(spec: OutputSpec, files: Sequence[Path], root: Path | None = None) -> None:
+    """Everything checkable before the model loads: the options (``check_output``), and
+    that no output is an input or another output, or goes through a link out of
+    --output-dir."""
+    check_output(spec)
+    outputs = []
+    if spec.output is not None:
+        outputs.append((f"-o {printable(spec.output)}", spec.output))
+    if spec.embeddings is not None:
+        index = embedding_index(spec.embeddings)
+        outputs.append((f"--embeddings {printable(spec.embeddings)}", spec.embeddings))
+        outputs.append((f"the paths file of --embeddings, {printable(index)}", index))
+    report = failures_path(spec)
+    if report is not None:
+        outputs.append((f"the failure report {printable(report)}", report))
+    captions = []
+    if spec.fmt == "txt":
+        sink = CaptionSink(spec.caption, files, output_dir=spec.output_dir, root=root)
+        captions = [(file, sink.caption_path(file)) for file in files]
+    check_targets(outputs, files, captions, spec.output_dir)
 
 
 class TagJob:
@@ -149,19 +210,48 @@ class TagJob:
         root: Path | None = None,
         stdout: TextIO | None = None,
     ):
-        check_output(spec)
+        check_run(spec, files, root)
         self.tagger = tagger
         self.spec = spec
         self.summary = Summary(total=len(files) + len(problems), failed=list(problems))
         self.root = root
         self.stdout = stdout or sys.stdout
-        self.previous: list[dict] = []
+        self.previous: list = []
         self.recorded: set[Path] = set()  # pending only for their embeddings
-        self.embedded = (
-            read_embeddings(spec.embeddings) if spec.resume and spec.embeddings else (None, [])
-        )
-        self.files = self._pending(list(files))
+        self.lock = OutputLock(self._locked_outputs())
+        try:
+            self._recover()
+            self.embedded = (
+                read_embeddings(spec.embeddings) if spec.resume and spec.embeddings else (None, [])
+            )
+            self.files = self._pending(list(files))
+        except BaseException:
+            self.lock.release()
+            raise
         self.summary.skipped = len(files) - len(self.files)
+
+    def _locked_outputs(self) -> list[Path]:
+        spec = self.spec
+        outputs = [p for p in (spec.output, spec.embeddings) if p and not is_special(p)]
+        if spec.output_dir is not None:
+            spec.output_dir.mkdir(parents=True, exist_ok=True)
+            outputs.append(spec.output_dir / "furrytag")
+        return outputs
+
+    def _recover(self) -> None:
+        """Fold what a killed run left in partial files into the outputs (when resuming)."""
+        spec = self.spec
+        if not spec.resume:
+            return
+        header = csv_header(self.tagger.predictor.heads, spec.long)
+        if count := recover(spec.output, spec.fmt, header):
+            self.summary.recovered.append(
+                f"recovered {count} results of a stopped run from {partial_path(spec.output)}"
+            )
+        if spec.embeddings is not None and recover_embeddings(spec.embeddings):
+            self.summary.recovered.append(
+                f"recovered the embeddings of a stopped run from {partial_path(spec.embeddings)}"
+            )
 
     def _pending(self, files: list[Path]) -> list[Path]:
         spec = self.spec
@@ -169,6 +259,15 @@ class TagJob:
             return self._pending_captions(files)
         if not spec.resume:
             return files
+        if spec.fmt == "csv":
+            header = csv_header(self.tagger.predictor.heads, spec.long)
+            self.previous = read_csv(spec.output, header)
+            done = {rows[0][0] for rows in self.previous}
+            pending = self._with_missing_embeddings(
+                files, {f for f in files if display_path(f) in done}
+            )
+            self._trim_embedded(pending, known=done)
+            return pending
         self.previous = read_records(spec.output, spec.fmt)
         model = self.tagger.model_id
         others = sorted({r["model"] for r in self.previous} - {model})
@@ -247,7 +346,11 @@ class TagJob:
         """Tag everything pending; return the summary (also when stopped early)."""
         summary = self.summary
         start = time.perf_counter()
-        main, embeddings = self._sinks()
+        try:
+            main, embeddings = self._sinks()
+        except BaseException:
+            self.lock.release()
+            raise
         model = self.tagger.model_id
         try:
             for items in self.tagger.tag_batches(self.files):
@@ -262,15 +365,19 @@ class TagJob:
                     # Embeddings first: rows without a record are dropped by a resume.
                     if embeddings is not None:
                         embeddings.write(results)
-                    main.write([r for r in results if r.path not in self.recorded])
+                    unwritten = main.write([r for r in results if r.path not in self.recorded])
                 except BrokenPipeError:
                     summary.pipe_closed = True
                     _silence_stdout()
                     break
-                summary.tagged += len(results)
+                if unwritten:
+                    items = _failing(items, dict(unwritten))
+                    summary.failed.extend((display_path(p), why) for p, why in unwritten)
+                summary.tagged += len(results) - len(unwritten)
                 on_batch(items)
                 if stop is not None and stop.requested:
                     summary.interrupted = True
+                    summary.exit_code = stop.exit_code
                     break
                 if self.spec.strict and summary.failed:
                     break
@@ -281,21 +388,28 @@ class TagJob:
                 summary.pipe_closed = True
                 _silence_stdout()
             summary.seconds = time.perf_counter() - start
-            self._write_failures()
+            try:
+                self._write_failures()
+            finally:
+                self.lock.release()
         return summary
 
     def _write_failures(self) -> None:
-        target = self.spec.failures
-        if target is None and self.spec.output is not None:
-            target = self.spec.output.with_name(self.spec.output.name + ".failures.tsv")
-        if target is None and self.spec.output_dir is not None:
-            target = self.spec.output_dir / "furrytag-failures.tsv"
+        target = failures_path(self.spec)
         if not self.summary.failed or target is None:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        lines = [f"{path}\t{reason}\n" for path, reason in self.summary.failed]
+        lines = [f"{printable(path)}\t{printable(why)}\n" for path, why in self.summary.failed]
         target.write_text("path\treason\n" + "".join(lines), encoding="utf-8")
         self.summary.failures_file = target
+
+
+def _failing(items: list[Item], reasons: dict[Path, str]) -> list[Item]:
+    """``items`` with those whose output could not be written turned into failures."""
+    return [
+        Item(item.index, item.path, reason=reasons[item.path]) if item.path in reasons else item
+        for item in items
+    ]
 
 
 def _stat(path: Path) -> tuple[int, float]:

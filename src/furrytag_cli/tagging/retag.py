@@ -205,7 +205,9 @@ class RetagJob:
         return summary
 
     def _write(self, sink: TagSink, batch: Sequence[Result], summary: RetagSummary) -> None:
-        sink.write(batch)
+        unwritten = sink.write(batch)
+        if unwritten:
+            raise OutputError(unwritten[0][1])
         summary.written += len(batch)
 
     def _result(self, where: str, record: dict) -> Result:

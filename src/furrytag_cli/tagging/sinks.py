@@ -1,20 +1,23 @@
 """Where tagging results go: JSON, JSONL, CSV, caption .txt files, embeddings.
 
 Nothing is lost when a run stops early: JSONL and captions are appended/written and
-flushed per batch; JSON and CSV stream into a temporary file beside the target that
-``close()`` renames into place (also after Ctrl-C, with what is done).
+flushed per batch; JSON, CSV and embeddings collect per batch in a partial file beside
+the target (``.NAME.part``) that ``close()`` turns into the target (also after Ctrl-C or
+SIGTERM, with what is done). After a kill the partial file stays, and ``--resume``
+recovers what it holds.
 """
 
 import csv
 import io
+import itertools
 import json
 import os
-import tempfile
-from collections.abc import Sequence
-from contextlib import contextmanager
+import stat
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import numpy as np
 
@@ -56,7 +59,8 @@ class Result:
 class TagSink:
     """Base sink: ``write`` a batch of results, ``close`` when done (always called)."""
 
-    def write(self, results: Sequence[Result]) -> None:
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
+        """Write a batch; return the images that could not be written, with the reason."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -82,7 +86,7 @@ class JsonlSink(TagSink):
             truncate_torn_line(path)
         return cls(_open_text(path, "a" if append else "w"), owned=True, path=path)
 
-    def write(self, results: Sequence[Result]) -> None:
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
         try:
             for result in results:
                 self.stream.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
@@ -98,6 +102,7 @@ class JsonlSink(TagSink):
                 "what was written before is intact; make room and continue with --resume",
             ) from None
         self.committed = _size(self.stream)
+        return []
 
     def close(self) -> None:
         if self.owned:
@@ -106,112 +111,248 @@ class JsonlSink(TagSink):
             self.stream.flush()
 
 
-class _StagedFile:
-    """A temp file beside ``target``, renamed over it by ``commit``.
+def partial_path(target: Path) -> Path:
+    """Where a JSON, CSV or embeddings output collects results until its run ends.
 
-    ``guard`` wraps writes: when one fails the temp file is removed (``target`` keeps its
-    earlier content) and the error becomes an OutputError; ``commit`` then does nothing.
+    Flushed per batch; a killed run leaves it behind and ``--resume`` recovers from it.
     """
+    return target.with_name(f".{target.name}.part")
 
-    def __init__(self, target: Path | None, stream: TextIO | None = None):
+
+def is_special(path: Path) -> bool:
+    """Whether ``path`` is a device or FIFO (``/dev/null``): written straight, not replaced."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def replace_file(target: Path, write: Callable[[IO], None], *, binary: bool = False) -> None:
+    """Write ``target`` through a temporary file beside it, renamed over it once complete;
+    on failure the temporary file is removed and ``target`` keeps its earlier content."""
+    text = {} if binary else {"encoding": "utf-8", "newline": ""}
+    try:
+        staged = AtomicFile(target, "wb" if binary else "w", **text)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
+    try:
+        write(staged.file)
+        staged.commit()
+    except OSError as exc:
+        staged.discard()
+        raise _write_error(target, exc, "nothing was replaced") from None
+    except BaseException:
+        staged.discard()
+        raise
+
+
+class _Journal:
+    """The partial file of a JSON or CSV output: one JSON entry per line, flushed per batch."""
+
+    def __init__(self, target: Path):
         self.target = target
+        self.path = partial_path(target)
+        self.stream = _open_text(self.path, "w")
         self.abandoned = False
-        if target is None:
-            self.stream, self.staged = stream, None
-            return
-        try:
-            self.staged = AtomicFile(target, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
-        self.stream = self.staged.file
 
-    @contextmanager
-    def guard(self):
+    def append(self, entries: Sequence) -> None:
         try:
-            yield
+            for entry in entries:
+                self.stream.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.stream.flush()
         except OSError as exc:
-            if self.staged is None:
-                raise
-            self.abandoned = True
-            self.staged.discard()
+            self.discard()
             raise _write_error(self.target, exc, "nothing was replaced") from None
 
-    def commit(self) -> None:
-        if self.abandoned:
-            return
-        with self.guard():
-            if self.staged is None:
-                self.stream.flush()
-                return
-            self.staged.commit()
+    def texts(self) -> Iterator[str]:
+        """The entries written, as JSON text (after ``append`` stops)."""
+        self.stream.close()
+        with open(self.path, encoding="utf-8", newline="\n") as handle:
+            for line in handle:
+                yield line.rstrip("\n")
+
+    def discard(self) -> None:
+        self.abandoned = True
+        _close_quietly(self.stream)
+        self.path.unlink(missing_ok=True)
+
+
+def read_partial(target: Path) -> list:
+    """The complete entries of ``target``'s partial JSON or CSV file (a torn last line and
+    anything that is not JSON are left out)."""
+    try:
+        text = partial_path(target).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise OutputError(f"cannot read {partial_path(target)}: {exc.strerror}") from None
+    entries = []
+    for line in text.split("\n")[:-1]:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _json_array(handle: TextIO, texts: Iterable[str]) -> None:
+    count = 0
+    handle.write("[")
+    for text in texts:
+        handle.write(("," if count else "") + "\n  " + text)
+        count += 1
+    handle.write("\n]\n" if count else "]\n")
+
+
+def write_json(target: Path, records: Iterable[dict]) -> None:
+    """``records`` as furrytag's JSON array, replacing ``target`` whole."""
+    texts = (json.dumps(record, ensure_ascii=False) for record in records)
+    replace_file(target, lambda handle: _json_array(handle, texts))
 
 
 class JsonSink(TagSink):
-    """A JSON array, streamed to a temp file and renamed into place at the end."""
+    """A JSON array. To a file: results collect in its partial file, and the array (the
+    ``previous`` records of a resumed run first) replaces the file when the run ends. To a
+    stream or a device: written as they come."""
 
     def __init__(
         self, target: Path | None, stream: TextIO | None = None, previous: Sequence[dict] = ()
     ):
-        self.file = _StagedFile(target, stream)
+        self.target = target
+        self.previous = previous
+        self.new: set[str] = set()
+        self.journal = None
+        if target is not None and not is_special(target):
+            self.journal = _Journal(target)
+            return
+        self.owned = target is not None
+        self.stream = _open_text(target, "w") if target is not None else stream
         self.count = 0
-        self.file.stream.write("[")
+        self.stream.write("[")
         for record in previous:
             self._emit(record)
 
     def _emit(self, record: dict) -> None:
-        self.file.stream.write(
+        self.stream.write(
             ("," if self.count else "") + "\n  " + json.dumps(record, ensure_ascii=False)
         )
         self.count += 1
 
-    def write(self, results: Sequence[Result]) -> None:
-        with self.file.guard():
-            for result in results:
-                self._emit(result.record())
-            self.file.stream.flush()
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
+        records = [result.record() for result in results]
+        if self.journal is not None:
+            self.journal.append(records)
+            self.new.update(record["path"] for record in records)
+            return []
+        for record in records:
+            self._emit(record)
+        self.stream.flush()
+        return []
 
     def close(self) -> None:
-        if not self.file.abandoned:
-            with self.file.guard():
-                self.file.stream.write("\n]\n" if self.count else "]\n")
-        self.file.commit()
+        if self.journal is None:
+            self.stream.write("\n]\n" if self.count else "]\n")
+            self.stream.close() if self.owned else self.stream.flush()
+            return
+        if self.journal.abandoned:
+            return
+        try:
+            kept = (
+                json.dumps(record, ensure_ascii=False)
+                for record in self.previous
+                if record["path"] not in self.new
+            )
+            replace_file(
+                self.target,
+                lambda handle: _json_array(handle, itertools.chain(kept, self.journal.texts())),
+            )
+        finally:
+            self.journal.discard()
+
+
+def csv_header(heads: Sequence[str], long: bool) -> list[str]:
+    """The first row of furrytag's CSV output for these heads, wide or ``long``."""
+    return ["path", "head", "tag", "score"] if long else ["path", *heads, "rating", "rating_score"]
+
+
+def write_csv(target: Path, header: Sequence[str], groups: Iterable[Sequence[Sequence]]) -> None:
+    """A CSV file of ``header`` and each group's rows (the rows of one image), replacing
+    ``target`` whole."""
+
+    def write(handle: TextIO) -> None:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for rows in groups:
+            writer.writerows(rows)
+
+    replace_file(target, write)
 
 
 class CsvSink(TagSink):
-    """CSV: a row per image and a column per head, or ``long``: a row per (image, tag)."""
+    """CSV: a row per image and a column per head, or ``long``: a row per (image, tag).
+
+    To a file it works like JSON: results collect in the partial file (a list of rows per
+    image and line) and the whole CSV replaces the file at the end, ``previous`` groups of
+    rows (of a resumed run) first.
+    """
 
     def __init__(
-        self, target: Path | None, heads: Sequence[str], long: bool, stream: TextIO | None = None
+        self,
+        target: Path | None,
+        heads: Sequence[str],
+        long: bool,
+        stream: TextIO | None = None,
+        previous: Sequence[Sequence[Sequence[str]]] = (),
     ):
-        self.file = _StagedFile(target, stream)
-        self.writer = csv.writer(self.file.stream, lineterminator="\n")
+        self.target = target
         self.heads = list(heads)
         self.long = long
-        header = (
-            ["path", "head", "tag", "score"]
-            if long
-            else ["path", *self.heads, "rating", "rating_score"]
-        )
-        self.writer.writerow(header)
+        self.header = csv_header(self.heads, long)
+        self.previous = previous
+        self.new: set[str] = set()
+        self.journal = None
+        if target is not None and not is_special(target):
+            self.journal = _Journal(target)
+            return
+        self.owned = target is not None
+        self.stream = _open_text(target, "w") if target is not None else stream
+        self.writer = csv.writer(self.stream, lineterminator="\n")
+        self.writer.writerow(self.header)
+        for rows in previous:
+            self.writer.writerows(rows)
 
-    def write(self, results: Sequence[Result]) -> None:
-        with self.file.guard():
-            self._rows(results)
-            self.file.stream.flush()
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
+        groups = [self._rows(result) for result in results]
+        if self.journal is not None:
+            self.journal.append(groups)
+            self.new.update(display_path(result.path) for result in results)
+            return []
+        for rows in groups:
+            self.writer.writerows(rows)
+        self.stream.flush()
+        return []
 
-    def _rows(self, results: Sequence[Result]) -> None:
-        for result in results:
-            path, t = display_path(result.path), result.tagging
-            if self.long:
-                for head, tag, score in t.flat():
-                    self.writer.writerow([path, head, tag, f"{score:.4f}"])
-                self.writer.writerow([path, "rating", t.rating, f"{t.rating_score:.4f}"])
-            else:
-                columns = [" ".join(tag for tag, _ in t.tags[h]) for h in self.heads]
-                self.writer.writerow([path, *columns, t.rating, f"{t.rating_score:.4f}"])
+    def _rows(self, result: Result) -> list[list[str]]:
+        path, t = display_path(result.path), result.tagging
+        if self.long:
+            rows = [[path, head, tag, f"{score:.4f}"] for head, tag, score in t.flat()]
+            return [*rows, [path, "rating", t.rating, f"{t.rating_score:.4f}"]]
+        columns = [" ".join(tag for tag, _ in t.tags[h]) for h in self.heads]
+        return [[path, *columns, t.rating, f"{t.rating_score:.4f}"]]
 
     def close(self) -> None:
-        self.file.commit()
+        if self.journal is None:
+            self.stream.close() if self.owned else self.stream.flush()
+            return
+        if self.journal.abandoned:
+            return
+        try:
+            kept = (rows for rows in self.previous if rows[0][0] not in self.new)
+            written = (json.loads(text) for text in self.journal.texts())
+            write_csv(self.target, self.header, itertools.chain(kept, written))
+        finally:
+            self.journal.discard()
 
 
 class CaptionSink(TagSink):
@@ -220,6 +361,7 @@ class CaptionSink(TagSink):
 
     When two inputs share a stem in one folder (``a.png``, ``a.jpg``), both captions keep
     the image's extension (``a.png.txt``, ``a.jpg.txt``) so neither overwrites the other.
+    A caption that cannot be written is that image's failure; the others are still written.
     """
 
     def __init__(
@@ -252,7 +394,8 @@ class CaptionSink(TagSink):
                 pass
         return folder / name
 
-    def write(self, results: Sequence[Result]) -> None:
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
+        failed = []
         for result in results:
             target = self.caption_path(result.path)
             try:
@@ -263,7 +406,8 @@ class CaptionSink(TagSink):
                 # One small file per image: not worth waiting for the disk each time.
                 write_text(target, caption + "\n", sync=False)
             except OSError as exc:
-                raise OutputError(f"cannot write caption {target}: {exc.strerror}") from None
+                failed.append((result.path, f"cannot write caption {target}: {exc.strerror}"))
+        return failed
 
 
 def embedding_index(target: Path) -> Path:
@@ -272,7 +416,24 @@ def embedding_index(target: Path) -> Path:
 
 
 def read_embeddings(target: Path) -> tuple[np.ndarray | None, list[str]]:
-    """The rows and paths of an earlier embeddings file (none when it does not exist)."""
+    """The rows and paths of an earlier embeddings file, and of the rows a stopped run left
+    in its partial file (those win for a path both hold); none when neither exists."""
+    rows, paths = _read_saved_embeddings(target)
+    partial = _read_partial_embeddings(target)
+    if not partial:
+        return rows, paths
+    width = len(partial[0][1])
+    if rows is not None and len(rows) and rows.shape[1] != width:
+        raise OutputError(
+            f"{target} holds {rows.shape[1]}-wide embeddings and {partial_path(target)} "
+            f"{width}-wide ones; use --overwrite to start them afresh"
+        )
+    merged = dict(zip(paths, rows)) if rows is not None else {}
+    merged.update((path, row) for path, row in partial if len(row) == width)
+    return np.stack(list(merged.values())).astype(np.float32), list(merged)
+
+
+def _read_saved_embeddings(target: Path) -> tuple[np.ndarray | None, list[str]]:
     if not target.exists():
         return None, []
     try:
@@ -291,51 +452,103 @@ def read_embeddings(target: Path) -> tuple[np.ndarray | None, list[str]]:
     return rows, paths
 
 
+_ROW_HEAD = struct.Struct("<II")  # a partial embeddings entry: path bytes, floats, then both
+
+
+def _read_partial_embeddings(target: Path) -> list[tuple[str, np.ndarray]]:
+    try:
+        data = partial_path(target).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise OutputError(f"cannot read {partial_path(target)}: {exc.strerror}") from None
+    entries, at = [], 0
+    while at + _ROW_HEAD.size <= len(data):
+        size, width = _ROW_HEAD.unpack_from(data, at)
+        start = at + _ROW_HEAD.size + size
+        end = start + 4 * width
+        if end > len(data):
+            break  # the torn end of a killed run
+        path = data[at + _ROW_HEAD.size : start].decode("utf-8", "replace")
+        entries.append((path, np.frombuffer(data, np.float32, width, start)))
+        at = end
+    return entries
+
+
+def save_embeddings(target: Path, rows: np.ndarray, paths: Sequence[str]) -> None:
+    """Replace ``target`` (.npy) and its paths file with ``rows`` and ``paths``."""
+    replace_file(target, lambda handle: np.save(handle, rows), binary=True)
+    replace_file(embedding_index(target), lambda h: h.write("".join(f"{p}\n" for p in paths)))
+
+
 class EmbeddingSink(TagSink):
     """Embeddings as a float32 ``.npy`` (rows aligned with ``<name>.paths.txt``).
 
-    ``previous`` (rows and paths of an earlier run) are kept ahead of the new rows.
+    Rows collect in the partial file (path and vector per entry, flushed per batch); at the
+    end ``previous`` (rows and paths of an earlier run) and the new rows replace both files.
     """
 
     def __init__(
         self, target: Path, previous: tuple[np.ndarray | None, Sequence[str]] = (None, ())
     ):
         self.target = target
-        self.index = _StagedFile(embedding_index(target))
+        self.partial = partial_path(target)
         try:
-            fd, raw = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rows", dir=target.parent)
+            self.raw = open(self.partial, "wb")
         except OSError as exc:
             raise OutputError(f"cannot write in {target.parent}: {exc.strerror}") from None
-        self.raw_path = Path(raw)
-        self.raw = os.fdopen(fd, "wb")
-        self.count, self.width = 0, 0
-        rows, paths = previous
-        if rows is not None and len(rows):
-            self.raw.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
-            self.index.stream.write("".join(f"{path}\n" for path in paths))
-            self.count, self.width = rows.shape
+        self.previous = previous
+        rows = previous[0]
+        self.width = rows.shape[1] if rows is not None and len(rows) else 0
+        self.new: set[str] = set()
+        self.abandoned = False
 
-    def write(self, results: Sequence[Result]) -> None:
+    def write(self, results: Sequence[Result]) -> list[tuple[Path, str]]:
         for result in results:
-            vector = np.asarray(result.tagging.embedding, dtype=np.float32)
-            if self.count and vector.shape[-1] != self.width:
+            vector = np.asarray(result.tagging.embedding, dtype=np.float32).reshape(-1)
+            if self.width and len(vector) != self.width:
                 raise OutputError(
                     f"{self.target} holds {self.width}-wide embeddings of another model; "
-                    f"this one's are {vector.shape[-1]} wide: write them to another file"
+                    f"this one's are {len(vector)} wide: write them to another file"
                 )
-            self.width = vector.shape[-1]
-            self.raw.write(vector.tobytes())
-            self.index.stream.write(display_path(result.path) + "\n")
-            self.count += 1
-        self.raw.flush()
+            self.width = len(vector)
+            path = display_path(result.path)
+            name = path.encode("utf-8")
+            try:
+                self.raw.write(_ROW_HEAD.pack(len(name), len(vector)) + name + vector.tobytes())
+            except OSError as exc:
+                self._discard()
+                raise _write_error(self.target, exc, "nothing was replaced") from None
+            self.new.add(path)
+        try:
+            self.raw.flush()
+        except OSError as exc:
+            self._discard()
+            raise _write_error(self.target, exc, "nothing was replaced") from None
+        return []
+
+    def _discard(self) -> None:
+        self.abandoned = True
+        _close_quietly(self.raw)
+        self.partial.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self.raw.close()
-        rows = np.fromfile(self.raw_path, dtype=np.float32).reshape(self.count, self.width)
-        with AtomicFile(self.target) as handle:
-            np.save(handle, rows)
-        self.raw_path.unlink()
-        self.index.commit()
+        if self.abandoned:
+            return
+        try:
+            self.raw.close()
+            rows, paths = self.previous
+            kept = [i for i, path in enumerate(paths) if path not in self.new]
+            new = _read_partial_embeddings(self.target)
+            vectors = [rows[i] for i in kept] + [row for _, row in new]
+            names = [paths[i] for i in kept] + [path for path, _ in new]
+            shape = (len(vectors), self.width)
+            stacked = np.stack(vectors) if vectors else np.zeros(shape, np.float32)
+            save_embeddings(self.target, stacked.astype(np.float32), names)
+        except OSError as exc:
+            raise _write_error(self.target, exc, "nothing was replaced") from None
+        finally:
+            self._discard()
 
 
 def close_all(sinks: Sequence[TagSink]) -> None:
@@ -369,7 +582,7 @@ def _size(stream: TextIO) -> int:
         return 0  # not a real file (a test's StringIO); never cut back
 
 
-def _close_quietly(stream: TextIO) -> None:
+def _close_quietly(stream: IO) -> None:
     try:
         stream.close()  # flushing again fails the same way; the file is closed regardless
     except OSError:
