@@ -99,7 +99,7 @@ def test_completion_script_is_available():
 def test_help_documents_the_exit_codes():
     text = run_cli("--help").stdout
     lines = [line.split()[0] for line in text.split("Exit codes:")[1].splitlines() if line.strip()]
-    assert [code for code in lines if code.isdigit()] == ["0", "1", "2", "3", "130"]
+    assert [code for code in lines if code.isdigit()] == ["0", "1", "2", "3", "130", "143"]
     assert conventions.PARTIAL == 3 and conventions.INTERRUPTED == 130
 
 

@@ -55,6 +55,17 @@ def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def lines_in(folder: Path, pattern: str) -> int:
+    """The most lines any file matching ``pattern`` in ``folder`` holds (gone files: 0)."""
+    counts = [0]
+    for path in folder.glob(pattern):
+        try:
+            counts.append(path.read_bytes().count(b"\n"))
+        except FileNotFoundError:
+            continue
+    return max(counts)
+
+
 def test_tag_killed_again_and_again_then_resumed_equals_a_clean_run(
     native_bundle_dir, tmp_path, capsys, monkeypatch
 ):
@@ -164,8 +175,8 @@ def test_sigterm_and_sighup_stop_after_the_batch_like_ctrl_c(
         "tag", images, "-m", native_bundle_dir, "-f", fmt, "-o", out, "--embeddings", emb,
         "--batch-size", "2", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    written = out if fmt == "jsonl" else out.with_name(f".{out.name}.part")
-    sent = kill_when(proc, lambda: lines(written) >= 2, 0, signum=signum)
+    # The first batch is in the output, or in a hidden file beside it (JSON).
+    sent = kill_when(proc, lambda: lines_in(tmp_path, f"*t.{fmt}*") >= 2, 0, signum=signum)
     _, err = proc.communicate(timeout=120)
     if not sent:
         pytest.skip("the run ended before the signal could be sent")
@@ -195,7 +206,8 @@ def test_a_killed_run_resumes_every_output_kind(
     command = ("tag", images, *options, "-o", out, "--embeddings", emb)
     written = out if fmt == "jsonl" else out.with_name(f".{out.name}.part")
     proc = spawn(*command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert kill_when(proc, lambda: lines(written) >= 5, 0), "the run ended before the kill"
+    ready = lambda: lines_in(tmp_path, f"*k.{fmt}*") >= 5  # noqa: E731
+    assert kill_when(proc, ready, 0), "the run ended before the kill"
     kept = lines(written)
     assert emb.with_name(".k.npy.part").stat().st_size > 0 and not emb.exists()
 
