@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+from furrytag_cli.core.console import printable
 from furrytag_cli.core.errors import ConfigError
 
 LOG_INTERVAL = 30.0
@@ -127,7 +128,7 @@ class Progress:
         for item in items:
             if not item.ok:
                 self.failed += 1
-                self.note(f"furrytag: skipped {item.path}: {item.reason}")
+                self.note(f"furrytag: skipped {printable(item.path)}: {printable(item.reason)}")
         self.advance(len(items))
 
     def note(self, message: str) -> None:
