@@ -6,7 +6,7 @@ extensions) plus a set of good images into one folder, then runs ``furrytag tag`
 it in a subprocess (JSONL out, failure report beside it) with a tiny native bundle, and
 runs it again over the good images alone. Checks:
 
-- the process finishes (exit 0 or 1, no traceback, no signal);
+- the process finishes (exit 0, 1, or 3 when some files failed; no traceback, no signal);
 - every good image is tagged, with the same scores as the clean run;
 - every file is either tagged or reported, exactly once (outputs + failures = inputs);
 - peak RSS of the tagging process stays under --max-rss-mb.
@@ -202,7 +202,7 @@ def max_score_difference(a: dict, b: dict) -> float:
 def check(good: list[Path], bad: list[Path], fuzzed: dict, clean: dict, max_rss_mb: float) -> dict:
     """Compare the fuzzed run with the clean one; return the numbers and the problems."""
     problems = []
-    if fuzzed["code"] not in (0, 1) or "Traceback" in fuzzed["stderr"]:
+    if fuzzed["code"] not in (0, 1, 3) or "Traceback" in fuzzed["stderr"]:
         problems.append(
             f"the fuzzed run crashed (exit {fuzzed['code']}):\n{fuzzed['stderr'][-3000:]}"
         )
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    crashed = int(fuzzed["code"] not in (0, 1) or "Traceback" in fuzzed["stderr"])
+    crashed = int(fuzzed["code"] not in (0, 1, 3) or "Traceback" in fuzzed["stderr"])
     print(
         f"files fuzzed      {len(bad):,} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})"
         f" + {len(good)} good images"
