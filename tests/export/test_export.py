@@ -70,6 +70,7 @@ def test_onnx_engine_on_the_export_matches_keras(kind, sources, onnx_exports):
         "README.md",
     }
     assert exported.weights == "model.onnx"
+    assert onnx_exports[kind].stat().st_mode & 0o755 == 0o755
     assert exported.preprocess == source.preprocess
     assert exported.categories == source.categories
     batch = _inputs(source)

@@ -2,6 +2,8 @@
 --format onnx``), on the CPU, or on a GPU through the CUDA provider when the installed
 ONNX Runtime has it."""
 
+import numpy as np
+
 from furrytag_cli.core.errors import BundleError, ConfigError
 from furrytag_cli.core.machine import cpu_threads
 from furrytag_cli.engines.base import Scores
@@ -79,8 +81,6 @@ class OnnxEngine:
             )
 
     def __call__(self, batch) -> Scores:
-        import numpy as np
-
         images = np.asarray(batch, dtype=np.float32)
         values = self._session.run(self._outputs, {_INPUT: images})
         return Scores.from_named(

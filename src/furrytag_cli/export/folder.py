@@ -6,6 +6,7 @@ so an export that fails leaves nothing behind.
 """
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -88,6 +89,10 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}~export-", dir=out.parent))
     try:
+        # mkdtemp makes the folder private; the export is an ordinary folder.
+        umask = os.umask(0)
+        os.umask(umask)
+        stage.chmod(0o777 & ~umask)
         files = _write(bundle, stage, fmt, layout, size)
         card = model_card(bundle, fmt=fmt, layout=layout, size=size, license=license, files=files)
         (stage / CARD).write_text(card, encoding="utf-8")

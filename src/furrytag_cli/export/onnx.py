@@ -29,9 +29,9 @@ OPSET = 18
 INPUT = "image"
 
 
-def output_widths(bundle: Bundle) -> dict[str, int]:
-    """The width of each output of an export: the heads, ``rating`` and ``embedding``
-    (whose width is the model's, hence None here)."""
+def _output_widths(bundle: Bundle) -> dict[str, int]:
+    """The width of each scored output of an export: the heads and ``rating`` (the
+    ``embedding`` output's width is the backbone's)."""
     widths = {h: len(t) for h, t in bundle.categories.heads.items()}
     widths[RATING_HEAD] = 1
     return widths
@@ -131,7 +131,7 @@ def check_onnx(proto, bundle: Bundle) -> None:
             f"not (N, {size}, {size}, 3)"
         )
     outputs = {o.name: _dims(o) for o in proto.graph.output}
-    expected = output_widths(bundle)
+    expected = _output_widths(bundle)
     if set(outputs) != {*expected, EMBEDDING}:
         raise ExportError(
             f"the ONNX export of {bundle.name!r} has outputs {sorted(outputs)}, expected "
