@@ -308,6 +308,8 @@ def test_the_model_the_results_name_is_found_in_the_cache(run, scored, native_bu
 
 
 def test_nothing_is_replaced_without_overwrite(run, scored, native_bundle_dir, tmp_path):
+    import shutil
+
     out = tmp_path / "out.jsonl"
     out.write_text("mine\n")
     result = run("retag", "all.jsonl", "-m", native_bundle_dir, "-o", out, "-q")
@@ -315,6 +317,17 @@ def test_nothing_is_replaced_without_overwrite(run, scored, native_bundle_dir, t
     assert out.read_text() == "mine\n"
     same = run("retag", "all.jsonl", "-m", native_bundle_dir, "-o", "all.jsonl", "--overwrite")
     assert same.code == 2 and "is the results file" in same.stderr
+    # An image whose name is its caption's (photo.txt, a JPEG by content) is never replaced.
+    image = tmp_path / "pictures" / "photo.txt"
+    image.parent.mkdir()
+    shutil.copy(scored / "art" / "photo.jpg", image)
+    record = json.loads((scored / "all.jsonl").read_text().splitlines()[0])
+    record["path"] = str(image)
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text(json.dumps(record) + "\n")
+    clash = run("retag", listed, "-m", native_bundle_dir, "-f", "txt", "--overwrite")
+    assert clash.code == 1 and "never replaces" in clash.stderr, clash.stderr
+    assert image.read_bytes() == (scored / "art" / "photo.jpg").read_bytes()
     caption = scored / "art" / "photo.txt"
     caption.write_text("hand edited\n")
     try:

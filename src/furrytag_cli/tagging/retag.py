@@ -22,6 +22,7 @@ import orjson
 from furrytag_cli.core.errors import OutputError, UsageError
 from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.tagging.job import OutputSpec, check_output, open_output
+from furrytag_cli.tagging.outputs import check_targets
 from furrytag_cli.tagging.predict import Predictor, TagOptions
 from furrytag_cli.tagging.sinks import CaptionSink, Result, TagSink, close_all
 
@@ -161,7 +162,10 @@ class RetagJob:
         folders = {str(p.parent.resolve()) for p in paths}
         root = Path(os.path.commonpath(sorted(folders))) if folders else None
         self.caption_sink = CaptionSink(spec.caption, paths, output_dir=spec.output_dir, root=root)
-        captioned = [p for p in paths if self.caption_sink.caption_path(p).exists()]
+        targets = [(p, self.caption_sink.caption_path(p)) for p in paths]
+        # As in a tagging run: a caption never replaces an image nor leaves --output-dir.
+        check_targets([], paths, targets, spec.output_dir)
+        captioned = [p for p, caption in targets if caption.exists()]
         if captioned and spec.skip_existing:
             self.skip = {str(p) for p in captioned}
         elif captioned and not spec.overwrite:
