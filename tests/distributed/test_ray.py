@@ -68,7 +68,9 @@ def model_worker_pids() -> set[int]:
 def test_same_tags_and_scores_as_tag_on_one_machine(
     ray_cluster, native_bundle_dir, tmp_path, capsys, monkeypatch
 ):
-    folder = tmp_path / "art"
+    # Relative paths, as people type them: the workers, elsewhere, still find the files.
+    monkeypatch.chdir(tmp_path)
+    folder = Path("art")
     write_good_images(folder)
     write_bad_images(folder / "bad")
     single = invoke(

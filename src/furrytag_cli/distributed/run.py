@@ -161,7 +161,8 @@ def run_on_ray(
         if len(pending):
             schema = result_schema(predictor.tags)
             worker_args = dict(
-                model=model,
+                # A bundle path, made absolute: workers do not share this current folder.
+                model=str(Path(model).resolve()) if model and Path(model).exists() else model,
                 model_id=bundle.model_id,
                 options=options,
                 engine=engine,

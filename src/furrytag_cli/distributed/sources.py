@@ -77,7 +77,9 @@ def list_images(
             except OSError as exc:
                 listing.problems.append((display_path(file), f"cannot read: {exc.strerror}"))
                 continue
-            listing.add(display_path(file), os.fsencode(file), stat.st_size, stat.st_mtime)
+            # Workers do not share this process's current folder: they open absolute paths.
+            location = os.fsencode(os.path.abspath(file))
+            listing.add(display_path(file), location, stat.st_size, stat.st_mtime)
     for uri in (i for i in inputs if is_uri(i)):
         _list_uri(uri, listing, recursive, globs, excludes)
     return listing
