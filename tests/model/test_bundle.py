@@ -179,6 +179,16 @@ def test_legacy_model_scores_match_the_original_exactly(legacy_dir, tmp_path):
             scores.heads[head], reference[f"{head}_output"], atol=1e-5, rtol=0
         )
     np.testing.assert_allclose(scores.rating, reference["rating_output"][:, 0], atol=1e-5, rtol=0)
+    # The tagger's own path on a CPU (decoding and resizing without TensorFlow) too.
+    scored = [s for batch in tagger.score_batches(paths) for s in batch]
+    for row, outcome in enumerate(scored):
+        for head in HEADS:
+            np.testing.assert_allclose(
+                outcome.scores.heads[head][outcome.row],
+                reference[f"{head}_output"][row],
+                atol=1e-5,
+                rtol=0,
+            )
     # Tags come out alphabetically indexed and kept when strictly above 0.5.
     species = bundle.categories.tags("species")
     assert list(species) == sorted(species)

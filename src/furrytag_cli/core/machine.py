@@ -1,6 +1,8 @@
-"""What this machine offers a process: its usable CPU cores."""
+"""What this machine offers a process: its usable CPU cores, and whether it may have a GPU."""
 
 import os
+import sys
+from pathlib import Path
 
 THREADS_VARIABLE = "FURRYTAG_THREADS"
 
@@ -14,3 +16,14 @@ def cpu_threads() -> int:
         cores = os.cpu_count() or 1
     cap = os.environ.get(THREADS_VARIABLE, "")
     return max(1, min(cores, int(cap))) if cap.isdigit() else cores
+
+
+def may_have_gpu() -> bool:
+    """False when this process certainly sees no GPU TensorFlow could use (Linux without
+    an NVIDIA device node, or CUDA_VISIBLE_DEVICES hiding them all), so that a model on
+    the CPU need not import TensorFlow to find out; True when only TensorFlow can tell."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if sys.platform != "linux":
+        return True
+    return any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/dxg").exists()

@@ -26,12 +26,14 @@ def load_engine(
     home: Path | None = None,
 ) -> Engine:
     """The engine for ``bundle``: ``engine`` is "keras", "lite", "onnx", or "auto" (lite
-    on a CPU, keras on a GPU; for an exported bundle, the engine of its model file).
-    ``notify`` (when not None) hears of a first conversion to LiteRT and, when the model
-    cannot be converted, of the keras engine running it instead, with the reason. ``home``
-    is the cache home (the ``--cache-dir`` value) that conversions of bundles in the cache
-    go to."""
-    from furrytag_cli.engines.lite import QUANTIZE, LiteConversionError, LiteEngine
+    on a CPU, keras on a GPU; for an exported bundle, the engine of its model file; on a
+    CPU, before the model's first conversion is cached, keras while a background process
+    converts it, see ``background.py``). ``notify`` (when not None) hears of a first
+    conversion to LiteRT and, when the model cannot be converted, of the keras engine
+    running it instead, with the reason. ``home`` is the cache home (the ``--cache-dir``
+    value) that conversions of bundles in the cache go to."""
+    from furrytag_cli.engines.background import InterimEngine, failure_path
+    from furrytag_cli.engines.lite import QUANTIZE, LiteConversionError, LiteEngine, cache_path
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}; received {engine!r}")
@@ -52,6 +54,19 @@ def load_engine(
                 "model unquantized"
             )
         return KerasEngine(bundle, embeddings=embeddings, device=device)
+    if engine == "auto":
+        lite = LiteEngine.cached(bundle, embeddings=embeddings, quantize=quantize, home=home)
+        if lite is not None:
+            return lite
+        failed = failure_path(cache_path(bundle, quantize, home))
+        if failed.is_file():
+            if notify is not None:
+                reason = failed.read_text(encoding="utf-8").strip()
+                notify(f"{reason}; using the keras engine instead")
+            return KerasEngine(bundle, embeddings=embeddings, device=device)
+        return InterimEngine(
+            bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home
+        )
     try:
         return LiteEngine(
             bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home

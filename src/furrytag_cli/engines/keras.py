@@ -15,9 +15,12 @@ class KerasEngine:
     name = "keras"
 
     def __init__(self, bundle: Bundle, *, embeddings: bool = False, device: str = "cpu"):
-        from furrytag_cli.core.tfruntime import tensorflow
+        from furrytag_cli.core.tfruntime import configure_device, tensorflow
 
         tf = tensorflow()
+        if device == "cpu":
+            # Hides GPUs from TensorFlow when the CPU was chosen without importing it.
+            configure_device("cpu")
         self.bundle = bundle
         self.embeddings = embeddings
         self.device = device

@@ -17,9 +17,11 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,8 @@ SUFFIX = ".tflite"
 # Bumped when the flatbuffer's layout (inputs, output names) changes.
 _LAYOUT = 1
 _INPUT = "image"
+LOCK = ".convert.lock"
+_WORK = ".work"
 
 
 class LiteConversionError(FurrytagError):
@@ -57,7 +61,11 @@ def runtime() -> str:
 
 
 def converter_version() -> str:
-    """Identifies the converter, part of every cache key."""
+    """Identifies the converter, part of every cache key: TensorFlow's version, read from
+    its installed metadata so that running a cached conversion never imports TensorFlow."""
+    for distribution in ("tensorflow", "tensorflow-cpu", "tensorflow-macos"):
+        with contextlib.suppress(PackageNotFoundError):
+            return f"tensorflow-{version(distribution)}"
     from furrytag_cli.core.tfruntime import tensorflow
 
     return f"tensorflow-{tensorflow().__version__}"
@@ -79,15 +87,16 @@ def cache_path(bundle: Bundle, quantize: str = "none", home: Path | None = None)
     return conversion_dir(bundle.path, ".lite", home) / f"{quantize}-{key}{SUFFIX}"
 
 
-def convert(bundle: Bundle, quantize: str = "none") -> bytes:
+def convert(bundle: Bundle, quantize: str = "none", workdir: Path | None = None) -> bytes:
     """Convert ``bundle`` to a LiteRT flatbuffer with one input ``image`` (N, S, S, 3) and
-    outputs named by head, ``rating`` and ``embedding``; the batch size is dynamic."""
+    outputs named by head, ``rating`` and ``embedding``; the batch size is dynamic.
+    Intermediate files go to a temporary folder in ``workdir`` (default: the system's)."""
     from furrytag_cli.core.tfruntime import tensorflow
 
     tf = tensorflow()
     model = load_keras_model(bundle, embeddings=True)
     try:
-        with _quiet(), tempfile.TemporaryDirectory(prefix="furrytag-lite-") as tmp:
+        with _quiet(), tempfile.TemporaryDirectory(prefix=".", suffix=_WORK, dir=workdir) as tmp:
             converter = _converter(tf, bundle, model, Path(tmp))
             if quantize != "none":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -162,6 +171,77 @@ def _runner(model: Path | bytes, threads: int):
         return Interpreter(**source, num_threads=threads).get_signature_runner()
 
 
+def open_runner(model: Path | bytes, bundle: Bundle, threads: int):
+    """A signature runner for a converted ``bundle``, or None when it is unreadable or stale."""
+    try:
+        runner = _runner(model, threads)
+        outputs = runner.get_output_details()
+    except (ValueError, RuntimeError, KeyError):
+        return None
+    widths = {h: len(t) for h, t in bundle.categories.heads.items()}
+    widths[RATING_HEAD] = 1
+    if (
+        list(runner.get_input_details()) != [_INPUT]
+        or any(h not in outputs or int(outputs[h]["shape"][-1]) != w for h, w in widths.items())
+        or EMBEDDING not in outputs
+    ):
+        return None
+    return runner
+
+
+def convert_cached(
+    bundle: Bundle,
+    quantize: str,
+    target: Path,
+    *,
+    valid: Callable[[Path], bool],
+    wait: bool = True,
+    notify: Callable[[str], None] | None = None,
+) -> tuple[Path | bytes, bool]:
+    """Convert ``bundle`` into ``target`` unless a ``valid`` conversion is there already;
+    return the model (its path, or its bytes when it cannot be cached) and whether this
+    call converted it.
+
+    One process converts into a folder at a time, holding its lock file: a second one
+    waits and then finds the result (or, without ``wait``, raises ``filelock.Timeout``
+    at once). A conversion killed halfway leaves only temporary files, which the next
+    holder of the lock removes; readers only ever see whole files.
+    """
+    from filelock import FileLock
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(target.parent / LOCK, timeout=-1 if wait else 0)
+        lock.acquire()
+    except OSError as exc:
+        _cannot_cache(notify, target, exc)
+        return convert(bundle, quantize), True
+    try:
+        if target.is_file() and valid(target):
+            return target, False
+        for leftover in target.parent.glob(".*"):
+            if leftover.name != LOCK and leftover.name.endswith((".tmp", _WORK)):
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        model = convert(bundle, quantize, workdir=target.parent)
+        try:
+            _store(target, model)
+        except OSError as exc:
+            _cannot_cache(notify, target, exc)
+            return model, True
+        return target, True
+    finally:
+        lock.release()
+
+
+def _cannot_cache(notify: Callable[[str], None] | None, target: Path, exc: OSError) -> None:
+    # Tagging still works; only the next run converts again.
+    if notify is not None:
+        notify(
+            f"cannot cache the converted model in {target.parent} "
+            f"({exc.strerror or exc}); each run will convert it again"
+        )
+
+
 def _store(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(target, data)
@@ -187,6 +267,7 @@ class LiteEngine:
         threads: int | None = None,
         notify: Callable[[str], None] | None = None,
         home: Path | None = None,
+        convert: bool = True,
     ):
         if quantize not in QUANTIZE:
             raise FurrytagError(
@@ -208,25 +289,21 @@ class LiteEngine:
                 f"{self.model_path} is not in furrytag's layout (one input {_INPUT!r}, an output "
                 "per head, 'rating' and 'embedding'); re-export it with furrytag export"
             )
+        if runner is None and not convert:
+            raise FileNotFoundError(self.model_path)
         if runner is None:
             if notify is not None:
                 notify(
                     f"converting {bundle.name!r} for the lite engine (once; cached in "
                     f"{self.model_path.parent})"
                 )
-            model = convert(bundle, quantize)
-            self.converted = True
-            try:
-                _store(self.model_path, model)
-            except OSError as exc:
-                # Tagging still works; only the next run converts again.
-                if notify is not None:
-                    notify(
-                        f"cannot cache the converted model in {self.model_path.parent} "
-                        f"({exc.strerror or exc}); each run will convert it again"
-                    )
-            else:
-                model = self.model_path
+            model, self.converted = convert_cached(
+                bundle,
+                quantize,
+                self.model_path,
+                valid=lambda path: self._open(path) is not None,
+                notify=notify,
+            )
             self._content = model  # the runner reads the flatbuffer's bytes in place: keep them
             runner = self._open(model)
             if runner is None:
@@ -236,22 +313,16 @@ class LiteEngine:
         self._runner = runner
         self._first = True
 
-    def _open(self, model: Path | bytes):
-        """A signature runner for the converted model, or None when it is unreadable or stale."""
+    @classmethod
+    def cached(cls, bundle: Bundle, **options) -> "LiteEngine | None":
+        """The engine when its conversion is cached and sound, else None (never converts)."""
         try:
-            runner = _runner(model, self.threads)
-            outputs = runner.get_output_details()
-        except (ValueError, RuntimeError, KeyError):
+            return cls(bundle, convert=False, **options)
+        except FileNotFoundError:
             return None
-        widths = {h: len(t) for h, t in self.bundle.categories.heads.items()}
-        widths[RATING_HEAD] = 1
-        if (
-            list(runner.get_input_details()) != [_INPUT]
-            or any(h not in outputs or int(outputs[h]["shape"][-1]) != w for h, w in widths.items())
-            or EMBEDDING not in outputs
-        ):
-            return None
-        return runner
+
+    def _open(self, model: Path | bytes):
+        return open_runner(model, self.bundle, self.threads)
 
     def __call__(self, batch) -> Scores:
         images = np.asarray(batch, dtype=np.float32)

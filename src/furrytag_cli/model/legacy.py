@@ -12,6 +12,7 @@ from furrytag_cli.core.errors import BundleError
 from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.model.categories import HEADS, CategorySet
 from furrytag_cli.model.preprocess import PreprocessSpec
+from furrytag_cli.model.signature import serving_input_shapes
 from furrytag_cli.store.registry import load_registry
 
 INPUT_NAME = "img_input"
@@ -54,22 +55,19 @@ def legacy_bundle(root: Path, *, normalized: bool | None = None, name: str | Non
 
 def saved_model_input_size(root: Path) -> int:
     """Read the square input size from the SavedModel's serving signature."""
-    from furrytag_cli.core.tfruntime import tensorflow
-
-    tensorflow()
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
     try:
-        proto.ParseFromString((root / "saved_model.pb").read_bytes())
-    except Exception as exc:
+        graphs = serving_input_shapes((root / "saved_model.pb").read_bytes())
+    except (OSError, ValueError) as exc:
         raise BundleError(f"{root}/saved_model.pb is not a readable SavedModel: {exc}") from None
-    for graph in proto.meta_graphs:
-        signature = graph.signature_def.get("serving_default")
-        if signature is None or INPUT_NAME not in signature.inputs:
-            continue
-        dims = [d.size for d in signature.inputs[INPUT_NAME].tensor_shape.dim]
-        if len(dims) == 4 and dims[1] == dims[2] and dims[1] > 0 and dims[3] == 3:
+    for inputs in graphs:
+        dims = inputs.get(INPUT_NAME)
+        if (
+            dims is not None
+            and len(dims) == 4
+            and dims[1] == dims[2]
+            and dims[1] > 0
+            and dims[3] == 3
+        ):
             return dims[1]
     raise BundleError(
         f"{root} is not one of the original project's models: its serving signature has no "

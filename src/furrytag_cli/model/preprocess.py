@@ -1,16 +1,22 @@
-"""The preprocessing a bundle declares, and its TensorFlow implementation.
+"""The preprocessing a bundle declares, and its TensorFlow and numpy implementations.
 
 A decoded image (uint8, H×W×3 RGB) becomes the model input (float32, S×S×3):
 resize to S×S (aspect ratio not kept, bilinear) → ``x * scale`` → ``(x - mean) / std``.
 Legacy models use the original project's exact recipe: no antialiasing, scale 1/255,
 and for "normalized" models mean 0.5 and std 0.225 per channel.
+
+``preprocess_image`` runs in TensorFlow (tf.data on GPUs, training, evaluation);
+``preprocess_array`` is the same in numpy (tagging on a CPU without TensorFlow).
 """
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from furrytag_cli.core.errors import ConfigError
 from furrytag_cli.core.schema import check_keys
+from furrytag_cli.model.resize import resize
 
 ALPHA_MODES = ("drop", "white")
 
@@ -82,3 +88,16 @@ def preprocess_image(image, spec: PreprocessSpec):
         return x
     x = x * spec.scale
     return (x - tf.constant(spec.mean, tf.float32)) / tf.constant(spec.std, tf.float32)
+
+
+def preprocess_array(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """numpy: uint8 (H, W, 3) (or float32 already S×S) → float32 model input per ``spec``,
+    the same float32 operations in the same order as ``preprocess_image``."""
+    x = resize(image, spec.size, antialias=spec.antialias)
+    if spec.decoder == "legacy":
+        x = x / np.float32(255.0)
+        if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
+            x = (x - np.float32(spec.mean)) / np.float32(spec.std)
+        return x
+    x = x * np.float32(spec.scale)
+    return (x - np.float32(spec.mean)) / np.float32(spec.std)

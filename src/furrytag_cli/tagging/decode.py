@@ -1,9 +1,15 @@
-"""Looking at image files before decoding them, and the Pillow decoder for what TF can't do.
+"""Looking at image files before decoding them, and decoding them with or without TensorFlow.
 
 ``inspect`` reads only the header: it rejects non-images, empty files and decompression
 bombs, and picks the decoder. TensorFlow decodes plain JPEGs and PNGs (the fast path);
 Pillow decodes the rest (CMYK JPEG, GIF, WebP, BMP, EXIF-rotated JPEG for native
 bundles), always taking the first frame of animations.
+
+``model_input`` does the same without TensorFlow (tagging on a CPU): plain JPEGs are
+decoded by libjpeg-turbo through simplejpeg with TensorFlow's settings (fast integer
+DCT, fancy upsampling), which gives the very pixels ``tf.io.decode_jpeg`` gives, at the
+same reduced scales; PNGs by Pillow (lossless, so the same pixels, 16-bit samples
+reduced to their high byte as TensorFlow does).
 
 For native bundles (antialiased resizing) a JPEG at least twice the input size on its
 short side per halving is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's scaled IDCT,
@@ -12,15 +18,19 @@ input then differs from a full-size decode by about 0.2/255 on average. Legacy m
 always get the original's full decode.
 """
 
+import math
 import stat
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, ImageOps
 
 from furrytag_cli.core.errors import ImageError
-from furrytag_cli.model.preprocess import PreprocessSpec
+from furrytag_cli.model.preprocess import PreprocessSpec, preprocess_array
+from furrytag_cli.model.resize import resize
 
 ROUTE_TF = 0  # TensorFlow decodes it: a JPEG, or a PNG without transparency
 ROUTE_TF_ALPHA = 1  # a PNG with transparency, composited on white by the pipeline
@@ -125,3 +135,67 @@ def _kind(mode: int) -> str:
         (stat.S_ISSOCK, "socket"),
     ]
     return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def model_input(path: Path, spec: PreprocessSpec, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The model input of one file without TensorFlow: float32 (S, S, 3), the same values
+    as the tf.data pipeline gives. Raises ImageError with the reason it cannot be read."""
+    route, scale = inspect(path, spec, max_pixels)
+    if route == ROUTE_PILLOW:
+        return preprocess_array(decode_with_pillow(path, spec), spec)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    if data[:2] == b"\xff\xd8":
+        try:
+            image = decode_jpeg(data, JPEG_SCALES[scale])
+        except ValueError:
+            # libjpeg refused it (e.g. truncated): Pillow either reads it or tells why.
+            image = decode_with_pillow(path, spec)
+        return preprocess_array(image, spec)
+    if route == ROUTE_TF_ALPHA:
+        return preprocess_array(composite_on_white(_decode_rgba(path), spec), spec)
+    # An opaque PNG (or any PNG for legacy models, alpha dropped); TensorFlow ignores EXIF there.
+    return preprocess_array(decode_with_pillow(path, replace(spec, exif=False, alpha="drop")), spec)
+
+
+def decode_jpeg(data: bytes, scale: int = 1) -> np.ndarray:
+    """uint8 RGB pixels of a JPEG as ``tf.io.decode_jpeg(data, channels=3, ratio=scale)``
+    gives them. Raises ValueError when libjpeg cannot decode it."""
+    if scale == 1:
+        return simplejpeg.decode_jpeg(data, "RGB", fastdct=True, fastupsample=False)
+    height, width = simplejpeg.decode_jpeg_header(data)[:2]
+    return simplejpeg.decode_jpeg(
+        data,
+        "RGB",
+        fastdct=True,
+        fastupsample=False,
+        min_height=math.ceil(height / scale),
+        min_width=math.ceil(width / scale),
+        min_factor=scale,
+    )
+
+
+def _decode_rgba(path: Path) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    except Exception as exc:
+        raise ImageError(f"cannot decode: {exc}") from None
+
+
+def composite_on_white(rgba: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 RGBA (H, W, 4) → float32 (S, S, 3) in 0..255, composited on white after the
+    resize, as the tf.data pipeline does: the premultiplied colour and the alpha are
+    resized (linear, so this equals compositing first), then composited."""
+    pixels = rgba.astype(np.float32)
+    alpha = pixels[..., 3:] / np.float32(255.0)
+    small = resize(
+        np.concatenate([pixels[..., :3] * alpha, alpha], axis=-1),
+        spec.size,
+        antialias=spec.antialias,
+    )
+    return small[..., :3] + np.float32(255.0) * (np.float32(1.0) - small[..., 3:])

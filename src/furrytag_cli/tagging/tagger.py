@@ -15,15 +15,18 @@ import numpy as np
 
 from furrytag_cli.core.console import notice
 from furrytag_cli.core.errors import BundleError, ImageError
+from furrytag_cli.core.machine import may_have_gpu
 from furrytag_cli.core.progress import Progress
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.engines.choose import load_engine, own_engine
 from furrytag_cli.model.bundle import Bundle
 from furrytag_cli.model.loading import load_bundle
+from furrytag_cli.model.preprocess import preprocess_array
 from furrytag_cli.store.registry import load_registry
 from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.discovery import discover
 from furrytag_cli.tagging.predict import Predictor, Tagging, TagOptions
+from furrytag_cli.tagging.stream import image_batches
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -149,8 +152,6 @@ class Tagger:
         max_pixels: int = MAX_PIXELS,
         normalized: bool | None = None,
     ):
-        from furrytag_cli.core.tfruntime import configure_device
-
         self.bundle = (
             model
             if isinstance(model, Bundle)
@@ -158,7 +159,13 @@ class Tagger:
                 model, home=home, offline=offline, progress=progress, normalized=normalized
             )
         )
-        self.device = configure_device(device)
+        if engine != "keras" and (device == "cpu" or (device == "auto" and not may_have_gpu())):
+            # LiteRT runs the model on the CPU: TensorFlow is not even imported.
+            self.device = "cpu"
+        else:
+            from furrytag_cli.core.tfruntime import configure_device
+
+            self.device = configure_device(device)
         self.engine = load_engine(
             self.bundle,
             embeddings=embeddings,
@@ -168,7 +175,8 @@ class Tagger:
             notify=notify,
             home=home,
         )
-        # A model on a GPU leaves the CPU to decoding, which can then run ahead of it.
+        # A model on a GPU leaves the CPU to tf.data's decoding, which runs ahead of it;
+        # a model on the CPU takes turns with decoding that needs no TensorFlow.
         self.overlap = self.engine.device == "gpu"
         self.predictor = Predictor(self.bundle, options)
         self.batch_size = batch_size
@@ -181,14 +189,8 @@ class Tagger:
 
     def scores(self, images: Sequence[np.ndarray]) -> Scores:
         """Scores for already decoded uint8 RGB images (each H×W×3), preprocessed per the bundle."""
-        from furrytag_cli.core.tfruntime import tensorflow
-        from furrytag_cli.model.preprocess import preprocess_image
-
-        tf = tensorflow()
-        batch = tf.stack(
-            [preprocess_image(tf.convert_to_tensor(i), self.bundle.preprocess) for i in images]
-        )
-        return self.engine(batch)
+        spec = self.bundle.preprocess
+        return self.engine(np.stack([preprocess_array(np.asarray(i), spec) for i in images]))
 
     def score_batches(self, paths: Sequence[Path]) -> Iterator[list[Scored]]:
         """Score ``paths`` (files) in order; yield the outcomes of each batch as it finishes.
@@ -196,9 +198,12 @@ class Tagger:
         Every path gets exactly one outcome, in input order: its row of a batch's scores,
         or the reason it could not be read.
         """
+        paths = list(paths)
+        if not self.overlap:
+            yield from self._score_on_cpu(paths)
+            return
         from furrytag_cli.tagging.pipeline import inference_dataset
 
-        paths = list(paths)
         rejected: dict[int, str] = {}
         dataset = inference_dataset(
             paths,
@@ -220,6 +225,26 @@ class Tagger:
         tail = self._gap(expected, len(paths), paths, rejected)
         if tail:
             yield tail
+
+    def _score_on_cpu(self, paths: list[Path]) -> Iterator[list[Scored]]:
+        expect = getattr(self.engine, "expect", None)
+        if expect is not None:
+            # An engine converting in the background plans for the length of the run.
+            expect(len(paths))
+        for batch in image_batches(
+            paths,
+            self.bundle.preprocess,
+            batch_size=self.batch_size,
+            max_pixels=self.max_pixels,
+        ):
+            outcomes = [Scored(i, paths[i], reason=reason) for i, reason in batch.failed]
+            if batch.images is not None:
+                scores = self.engine(batch.images)
+                outcomes += [
+                    Scored(i, paths[i], scores=scores, row=row)
+                    for row, i in enumerate(batch.indices)
+                ]
+            yield sorted(outcomes, key=lambda s: s.index)
 
     def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
         """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""

@@ -1,0 +1,146 @@
+"""The keras engine at once while a detached process converts the model for LiteRT.
+
+A model's first conversion takes seconds to minutes. With ``--engine auto`` on a CPU,
+tagging does not wait for it: the keras engine tags from the first batch while
+``python -m furrytag_cli.engines.background`` converts the model in its own session,
+and at the first batch boundary after the converted file appears, the lite engine
+takes over (their scores agree to 1e-4). A run that ends first leaves the conversion
+to finish for the next run; the conversion folder's lock keeps two runs from
+converting the same model twice, and a killed conversion leaves only temporary files
+(see ``lite.convert_cached``). A conversion that fails leaves its reason in
+``<model file>.failed``, and later runs use the keras engine without trying again
+until the bundle or TensorFlow changes.
+
+Priority: converting competes with the keras engine for the cores. A short run would
+finish later for it and gain nothing (the lite engine arrives after its last batch),
+so the conversion then runs at the lowest priority, on what the run leaves idle. A
+long run (``EAGER_IMAGES`` images or more: a conversion costs roughly what the keras
+engine spends on a few hundred images, and the lite engine is 3-4× faster) converts at
+normal priority and moves to the lite engine as soon as it can.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.engines.base import Scores
+from furrytag_cli.engines.keras import KerasEngine
+from furrytag_cli.engines.lite import LiteEngine, cache_path
+from furrytag_cli.model.bundle import Bundle
+
+EAGER_IMAGES = 400
+FAILED = ".failed"
+
+
+def failure_path(target: Path) -> Path:
+    """Where a failed conversion into ``target`` leaves its reason."""
+    return target.with_name(target.name + FAILED)
+
+
+def start_conversion(
+    bundle: Bundle, quantize: str, home: Path | None, *, eager: bool
+) -> subprocess.Popen:
+    """Start converting ``bundle`` in a detached process (its own session, no terminal):
+    it outlives this process and ignores Ctrl-C sent to it."""
+    options = {
+        "normalized": bundle.preprocess.mean != (0.0, 0.0, 0.0),
+        "quantize": quantize,
+        "home": None if home is None else str(home),
+        "eager": eager,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, str(bundle.path), json.dumps(options)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+class InterimEngine:
+    """The keras engine until the lite engine's conversion is ready, then the lite engine."""
+
+    device = "cpu"
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        embeddings: bool = False,
+        quantize: str = "none",
+        notify: Callable[[str], None] | None = None,
+        home: Path | None = None,
+    ):
+        self.bundle = bundle
+        self.embeddings = embeddings
+        self._lite_options = {"embeddings": embeddings, "quantize": quantize, "home": home}
+        self.model_path = cache_path(bundle, quantize, home)
+        if notify is not None:
+            notify(
+                f"converting {bundle.name!r} for the lite engine in the background (once; "
+                f"cached in {self.model_path.parent}); the keras engine tags meanwhile"
+            )
+        self._keras: KerasEngine | None = KerasEngine(bundle, embeddings=embeddings)
+        self._lite: LiteEngine | None = None
+        self.conversion: subprocess.Popen | None = None
+
+    @property
+    def name(self) -> str:
+        return "keras" if self._lite is None else "keras, then lite"
+
+    def expect(self, images: int) -> None:
+        """Start the conversion for a run of ``images`` images (see the module's note)."""
+        if self.conversion is None:
+            self.conversion = start_conversion(
+                self.bundle,
+                self._lite_options["quantize"],
+                self._lite_options["home"],
+                eager=images >= EAGER_IMAGES,
+            )
+
+    def __call__(self, batch) -> Scores:
+        self.expect(0)
+        if self._lite is None and self.model_path.is_file():
+            self._lite = LiteEngine.cached(self.bundle, **self._lite_options)
+            if self._lite is not None:
+                self._keras = None  # its memory goes back; TensorFlow stays imported
+        return (self._lite or self._keras)(batch)
+
+
+def main(argv: list[str]) -> int:
+    """The detached conversion: ``BUNDLE_PATH OPTIONS_JSON``."""
+    from filelock import Timeout
+
+    from furrytag_cli.core.machine import cpu_threads
+    from furrytag_cli.engines.lite import convert_cached, open_runner
+    from furrytag_cli.model.loading import load_bundle
+
+    path, options = Path(argv[0]), json.loads(argv[1])
+    if not options["eager"]:
+        os.nice(19)
+    home = None if options["home"] is None else Path(options["home"])
+    bundle = load_bundle(path, normalized=options["normalized"], home=home)
+    target = cache_path(bundle, options["quantize"], home)
+    try:
+        convert_cached(
+            bundle,
+            options["quantize"],
+            target,
+            valid=lambda p: open_runner(p, bundle, cpu_threads()) is not None,
+            wait=False,
+        )
+    except Timeout:
+        return 0  # another process is converting it
+    except FurrytagError as exc:
+        failure_path(target).write_text(str(exc) + "\n", encoding="utf-8")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

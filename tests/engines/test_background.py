@@ -1,0 +1,119 @@
+"""The first run on a CPU: keras at once, lite once a detached conversion has finished."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+from filelock import FileLock
+
+from furrytag_cli.engines.background import InterimEngine, failure_path, main, start_conversion
+from furrytag_cli.engines.choose import load_engine
+from furrytag_cli.engines.keras import KerasEngine
+from furrytag_cli.engines.lite import LOCK, LiteEngine, cache_path, open_runner
+from furrytag_cli.model.loading import load_bundle
+from tests.engines.test_lite import CumulativeProduct, assert_same_scores, custom_bundle, images
+from tests.imagefactory import write_good_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def native_copy(native_bundle_dir, tmp_path):
+    target = tmp_path / "bundle"
+    shutil.copytree(native_bundle_dir, target)
+    return target
+
+
+def wait_for(condition, what: str, limit: float = 600):
+    """Poll an observable state (a generous limit only stops a hung test)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_keras_tags_at_once_and_lite_takes_over_at_a_batch_boundary(native_copy):
+    bundle = load_bundle(native_copy)
+    notes = []
+    engine = load_engine(bundle, engine="auto", device="cpu", embeddings=True, notify=notes.append)
+    assert isinstance(engine, InterimEngine)
+    assert len(notes) == 1 and "in the background" in notes[0] and "keras engine tags" in notes[0]
+    first = engine(images(3))
+    assert engine.name == "keras" and engine.conversion is not None
+    assert engine.conversion.wait(timeout=600) == 0
+    assert engine.model_path.is_file()
+    second = engine(images(3))
+    assert engine.name == "keras, then lite"
+    assert_same_scores(first, second)
+    assert_same_scores(KerasEngine(bundle, embeddings=True)(images(3)), second)
+
+
+def test_a_run_that_ends_first_leaves_the_conversion_to_finish(native_copy, tmp_path):
+    write_good_images(tmp_path / "img")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
+    command = [sys.executable, "-m", "furrytag_cli", "tag", tmp_path / "img", "-m", native_copy]
+    first = subprocess.run(
+        [*command, "-o", tmp_path / "a.jsonl"], capture_output=True, text=True, env=env
+    )
+    assert first.returncode == 0, first.stderr
+    notes = [line for line in first.stderr.splitlines() if "converting" in line]
+    assert len(notes) == 1 and "in the background" in notes[0]
+    assert "(keras" in first.stderr
+    target = cache_path(load_bundle(native_copy))
+    wait_for(target.is_file, "the detached conversion")
+    second = subprocess.run(
+        [*command, "-o", tmp_path / "b.jsonl"], capture_output=True, text=True, env=env
+    )
+    assert second.returncode == 0 and "converting" not in second.stderr
+    assert "(lite engine)" in second.stderr
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 10
+
+
+def options(eager: bool = True) -> str:
+    return json.dumps({"normalized": False, "quantize": "none", "home": None, "eager": eager})
+
+
+def test_a_conversion_under_way_is_never_started_twice(native_copy):
+    bundle = load_bundle(native_copy)
+    target = cache_path(bundle)
+    target.parent.mkdir(parents=True)
+    with FileLock(target.parent / LOCK):
+        # Another process holds the lock: this one leaves at once, writing nothing.
+        process = start_conversion(bundle, "none", None, eager=True)
+        assert process.wait(timeout=600) == 0
+        assert not target.exists()
+    assert start_conversion(bundle, "none", None, eager=True).wait(timeout=600) == 0
+    assert open_runner(target, bundle, 1) is not None
+
+
+def test_a_killed_conversion_leaves_nothing_half_written(native_copy):
+    bundle = load_bundle(native_copy)
+    target = cache_path(bundle)
+    process = start_conversion(bundle, "none", None, eager=True)
+    folder = target.parent
+    wait_for(lambda: process.poll() is not None or any(folder.glob(".*.work")), "the conversion")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # Whatever the moment of the kill: no model file, or a whole one.
+    assert not target.exists() or open_runner(target, bundle, 1) is not None
+    engine = LiteEngine(bundle)
+    assert open_runner(engine.model_path, bundle, 1) is not None
+    leftovers = [p.name for p in folder.iterdir() if p.name not in (target.name, LOCK)]
+    assert leftovers == []
+
+
+def test_a_failed_conversion_is_remembered_and_keras_tags(tmp_path):
+    folder = custom_bundle(tmp_path / "cumprod", keras.layers.Conv2D(4, 3), CumulativeProduct())
+    bundle = load_bundle(folder)
+    assert main([str(folder), options()]) == 1
+    assert "Cumprod" in failure_path(cache_path(bundle)).read_text()
+    notes = []
+    engine = load_engine(bundle, engine="auto", device="cpu", notify=notes.append)
+    assert isinstance(engine, KerasEngine)
+    assert len(notes) == 1 and notes[0].endswith("using the keras engine instead")
