@@ -16,6 +16,11 @@ one run, in images/s:
   (e) the onnx engine:    the native bundle exported once to ONNX (furrytag export), forward
                           only on the same batches and end to end, with its largest score
                           difference to the keras engine
+  (f) start-up, on the legacy-format model: one image in a whole `furrytag tag` process;
+      cold-start wall times (first run, auto engine) beside keras-only, warm lite and lite
+      converting first; in-process end to end on the CPU path (no TensorFlow) against
+      1/(1/forward + 1/decode); keras end to end against keras forward; whole-process rate
+      against the original's way (--only-startup runs this section alone)
 plus the pipeline alone (decode + preprocess on every core, no model) and the end-to-end
 ceiling it implies when decoding and the model take turns on the cores, and prints the
 ratios against the goals: (c, lite) ≥ 1.5 × (a), (c, lite) ≥ 0.85 × (b), (c) ≥ 4 × (d).
@@ -27,6 +32,7 @@ Optional: score drift and speed of the quantized lite variants; `furrytag --help
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -289,6 +295,178 @@ def onnx_engine(bundle: Path, work: Path, batch, paths, repeats: int, keras_engi
     }
 
 
+# --- start-up: a run without TensorFlow, the first run while converting ----------------
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def cli_seconds(model: Path, inputs, out: Path, *extra: str) -> float:
+    """Wall seconds of a whole ``furrytag tag`` process (interpreter start to exit)."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "furrytag_cli", "tag", *map(str, inputs), "-m", str(model)]
+        + ["-o", str(out), "--overwrite", "-q", *extra],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise SystemExit(f"furrytag tag failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def forget_conversion(model: Path) -> Path:
+    """Remove ``model``'s LiteRT conversions (after any detached conversion has finished)."""
+    from filelock import FileLock
+
+    from furrytag_cli.engines.lite import LOCK, cache_path
+    from furrytag_cli.model.loading import load_bundle
+
+    folder = cache_path(load_bundle(model)).parent
+    if folder.is_dir():
+        with FileLock(folder / LOCK):  # waits for a conversion under way
+            pass
+        shutil.rmtree(folder)
+    return folder
+
+
+def wait_for_conversion(model: Path) -> None:
+    from filelock import FileLock
+
+    from furrytag_cli.engines.lite import LOCK, cache_path
+    from furrytag_cli.model.loading import load_bundle
+
+    target = cache_path(load_bundle(model))
+    while not target.is_file():
+        time.sleep(0.5)
+    with FileLock(target.parent / LOCK):
+        pass
+
+
+def cold_start(model: Path, sources: list[Path], work: Path, counts: list[int]) -> dict:
+    """Whole-process wall seconds of a first run (auto: keras while converting in the
+    background), keras only, lite with the conversion cached, and lite converting first
+    (the earlier first run: the conversion in the foreground, measured once)."""
+    found = {}
+    forget_conversion(model)
+    start = time.perf_counter()
+    cli_seconds(model, sources[:1], work / "first.jsonl", "--engine", "lite")
+    lite_first_one = time.perf_counter() - start
+    warm_one = cli_seconds(model, sources[:1], work / "warm.jsonl", "--engine", "lite")
+    conversion = lite_first_one - warm_one
+    for count in counts:
+        folder = work / f"cold-{count}"
+        if not folder.is_dir():
+            link_copies(sources, folder, count)
+        forget_conversion(model)
+        cold = cli_seconds(model, [folder], work / "cold.jsonl")
+        wait_for_conversion(model)  # the detached conversion ends before the next timing
+        keras_only = cli_seconds(model, [folder], work / "keras.jsonl", "--engine", "keras")
+        warm_lite = cli_seconds(model, [folder], work / "lite.jsonl", "--engine", "lite")
+        lite_converting = conversion + warm_lite
+        better = min(keras_only, lite_converting)
+        found[count] = {
+            "cold_auto_s": round(cold, 1),
+            "keras_only_s": round(keras_only, 1),
+            "warm_lite_s": round(warm_lite, 1),
+            "lite_converting_first_s": round(lite_converting, 1),
+            "cold / better of keras-only and lite-converting-first": round(cold / better, 3),
+            "cold / better of keras-only and warm-lite": round(
+                cold / min(keras_only, warm_lite), 3
+            ),
+        }
+    found["conversion_s"] = round(conversion, 1)
+    return found
+
+
+def cpu_path_rates(model: Path, paths: list[Path], work: Path, batch_size: int) -> dict:
+    """In-process rates on the CPU path (no tf.data): forward only, decode only, end to end."""
+    from furrytag_cli.tagging.decode import model_input
+    from furrytag_cli.tagging.stream import image_batches
+    from furrytag_cli.tagging.tagger import Tagger
+
+    lite = Tagger(model, batch_size=batch_size, engine="lite", device="cpu", notify=None)
+    keras_tagger = Tagger(model, batch_size=batch_size, engine="keras", device="cpu")
+    spec = lite.bundle.preprocess
+    batch = np.stack([model_input(p, spec) for p in paths[:batch_size]])
+    repeats = max(2, len(paths) // batch_size)
+    decode = []
+    for _ in range(TRIES):
+        start = time.perf_counter()
+        count = sum(len(b.indices) for b in image_batches(paths, spec, batch_size=batch_size))
+        decode.append(count / (time.perf_counter() - start))
+    rates = {
+        "lite_forward": forward_only(lite.engine, batch, repeats),
+        "keras_forward": forward_only(keras_tagger.engine, batch, repeats),
+        "decode_only": max(decode),
+        "lite_end_to_end": end_to_end(lite, paths, work / "cpu-lite.jsonl"),
+        "keras_end_to_end": end_to_end(keras_tagger, paths, work / "cpu-keras.jsonl"),
+    }
+    limit = 1 / (1 / rates["lite_forward"] + 1 / rates["decode_only"])
+    return {
+        "img_s": {k: round(v, 2) for k, v in rates.items()},
+        "lite_limit_img_s": round(limit, 2),
+        "lite end to end / limit": round(rates["lite_end_to_end"] / limit, 3),
+        "keras end to end / keras forward": round(
+            rates["keras_end_to_end"] / rates["keras_forward"], 3
+        ),
+    }
+
+
+def whole_process_vs_original(model: Path, paths: list[Path], work: Path, size: int) -> dict:
+    """Wall seconds of whole processes on the same images: ``furrytag tag`` (converted
+    model) against the original's way (import, load, decode all, one predict)."""
+    ours = cli_seconds(model, paths, work / "whole.jsonl")
+    start = time.perf_counter()
+    in_fresh_process(ORIGINAL, model, size, 32, *map(str, paths))
+    original = time.perf_counter() - start
+    return {
+        "images": len(paths),
+        "furrytag_img_s": round(len(paths) / ours, 2),
+        "original_img_s": round(len(paths) / original, 2),
+        "furrytag / original": round(original / ours, 3),
+    }
+
+
+def startup(args, work: Path, legacy: Path, paths: list[Path]) -> dict:
+    """The start-up section, on the legacy-format model (the original's released format)."""
+    counts = [int(c) for c in args.cold_counts.split(",")]
+    cold = cold_start(legacy, paths, work, counts)  # leaves the model converted
+    ones = [cli_seconds(legacy, paths[1:2], work / "one.jsonl") for _ in range(3)]
+    whole = work / f"whole-{args.whole_images}"
+    if not whole.is_dir():
+        link_copies(paths, whole, args.whole_images)
+    found = {
+        "cpu_model": cpu_model(),
+        "model": f"legacy {args.backbone}@{args.size}, random weights",
+        "one_image_whole_process_s": round(statistics.median(ones), 2),
+        "cold_start_wall_s": cold,
+        "cpu_path_in_process": cpu_path_rates(legacy, paths, work, args.batch_size),
+        "whole_process_vs_original": whole_process_vs_original(
+            legacy, sorted(whole.iterdir()), work, args.size
+        ),
+    }
+    rates = found["cpu_path_in_process"]
+    checks = {
+        "one image <= 1.5 s": found["one_image_whole_process_s"] <= 1.5,
+        "cold <= 1.1 x better engine at every size": all(
+            v["cold / better of keras-only and lite-converting-first"] <= 1.1
+            for k, v in cold.items()
+            if k != "conversion_s"
+        ),
+        "lite end to end >= 0.9 x limit": rates["lite end to end / limit"] >= 0.9,
+        "keras end to end >= 0.8 x keras forward": rates["keras end to end / keras forward"] >= 0.8,
+        "whole process >= 3 x original": found["whole_process_vs_original"]["furrytag / original"]
+        >= 3,
+    }
+    found["goals"] = {k: "met" if v else "MISSED" for k, v in checks.items()}
+    return found
+
+
 def help_seconds(times: int = 5) -> float:
     runs = []
     for _ in range(times):
@@ -327,6 +505,13 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=None, help="reuse this folder (models, images, conversions)"
     )
+    parser.add_argument(
+        "--only-startup",
+        action="store_true",
+        help="only the start-up section (one image, cold starts, the CPU path, whole process)",
+    )
+    parser.add_argument("--cold-counts", default="8,128,1000", help="image counts of cold starts")
+    parser.add_argument("--whole-images", type=int, default=256)
     args = parser.parse_args()
 
     from furrytag_cli.core.tfruntime import tensorflow
@@ -348,6 +533,9 @@ def main() -> None:
     legacy = work / f"legacy-{tag}" / "efficientnet_v2_b3_300_2c"
     if not legacy.is_dir():
         make_legacy_model(legacy.parent, args.backbone, args.size)
+    if args.only_startup:
+        print(json.dumps({"startup": startup(args, work, legacy, paths)}, indent=2))
+        return
 
     start = time.perf_counter()
     lite_tagger = Tagger(bundle, batch_size=args.batch_size, engine="lite", notify=None)
@@ -442,6 +630,7 @@ def main() -> None:
             "img_s": [round(rate_few, 1), round(rate_many, 1)],
         }
     results["help_median_s"] = round(help_seconds(), 3)
+    results["startup"] = startup(args, work, legacy, paths)
     print(json.dumps(results, indent=2))
 
 

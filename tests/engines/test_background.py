@@ -12,6 +12,7 @@ import keras
 import pytest
 from filelock import FileLock
 
+from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.engines.background import InterimEngine, failure_path, main, start_conversion
 from furrytag_cli.engines.choose import load_engine
 from furrytag_cli.engines.keras import KerasEngine
@@ -117,3 +118,32 @@ def test_a_failed_conversion_is_remembered_and_keras_tags(tmp_path):
     engine = load_engine(bundle, engine="auto", device="cpu", notify=notes.append)
     assert isinstance(engine, KerasEngine)
     assert len(notes) == 1 and notes[0].endswith("using the keras engine instead")
+
+
+@keras.saving.register_keras_serializable(package="furrytag_tests")
+class FailsOnThisCpu(keras.layers.Layer):
+    """Fails as TensorFlow's CPU kernels fail on grouped convolutions, once ``failing``."""
+
+    failing = False
+
+    def call(self, x):
+        if FailsOnThisCpu.failing:
+            raise ValueError("this kernel does not support grouped convolutions")
+        return x
+
+
+def test_a_model_keras_cannot_run_on_a_cpu_waits_for_its_conversion(tmp_path):
+    folder = custom_bundle(tmp_path / "grouped", keras.layers.Conv2D(4, 3), FailsOnThisCpu())
+    bundle = load_bundle(folder)
+    engine = load_engine(bundle, engine="auto", device="cpu", notify=None)
+    assert isinstance(engine, InterimEngine)
+    FailsOnThisCpu.failing = True
+    try:
+        # The conversion (which cannot load this test-only layer) is waited for, then
+        # the keras engine's own error stands.
+        with pytest.raises(FurrytagError, match="grouped convolutions"):
+            engine(images(3))
+    finally:
+        FailsOnThisCpu.failing = False
+    assert engine.conversion.returncode == 1
+    assert failure_path(engine.model_path).is_file()

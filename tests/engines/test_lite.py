@@ -193,7 +193,7 @@ def test_a_legacy_model_with_grouped_convolutions_runs_through_lite(tmp_path):
 
     bundle = load_bundle(make_legacy_saved_model(tmp_path / LEGACY_NAME, grouped=True))
     batch = images(3) / 255.0
-    lite_engine = load_engine(bundle, engine="auto", device="cpu", notify=None)
+    lite_engine = load_engine(bundle, engine="lite", device="cpu", notify=None)
     assert lite_engine.name == "lite"
     assert_same_scores(KerasEngine(bundle)(batch), lite_engine(batch), embeddings=False)
 

@@ -2,7 +2,7 @@
 
 A model's first conversion takes seconds to minutes. With ``--engine auto`` on a CPU,
 tagging does not wait for it: the keras engine tags from the first batch while
-``python -m furrytag_cli.engines.background`` converts the model in its own session,
+``python -m furrytag_cli.engines.background`` converts the model in a detached process,
 and at the first batch boundary after the converted file appears, the lite engine
 takes over (their scores agree to 1e-4). A run that ends first leaves the conversion
 to finish for the next run; the conversion folder's lock keeps two runs from
@@ -21,6 +21,7 @@ normal priority and moves to the lite engine as soon as it can.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -44,8 +45,8 @@ def failure_path(target: Path) -> Path:
 def start_conversion(
     bundle: Bundle, quantize: str, home: Path | None, *, eager: bool
 ) -> subprocess.Popen:
-    """Start converting ``bundle`` in a detached process (its own session, no terminal):
-    it outlives this process and ignores Ctrl-C sent to it."""
+    """Start converting ``bundle`` in a detached process (its own process group, no
+    terminal): it outlives this process and ignores Ctrl-C and hang-ups sent to it."""
     options = {
         "normalized": bundle.preprocess.mean != (0.0, 0.0, 0.0),
         "quantize": quantize,
@@ -57,7 +58,10 @@ def start_conversion(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        # Its own process group, so Ctrl-C at the terminal does not reach it; the same
+        # session, so its lower priority counts against this run (a new session would be
+        # a scheduling group of its own, sharing the cores equally whatever its nice).
+        preexec_fn=os.setpgrp,
         close_fds=True,
     )
 
@@ -106,10 +110,23 @@ class InterimEngine:
     def __call__(self, batch) -> Scores:
         self.expect(0)
         if self._lite is None and self.model_path.is_file():
-            self._lite = LiteEngine.cached(self.bundle, **self._lite_options)
-            if self._lite is not None:
-                self._keras = None  # its memory goes back; TensorFlow stays imported
-        return (self._lite or self._keras)(batch)
+            self._take_over()
+        if self._lite is None:
+            try:
+                return self._keras(batch)
+            except FurrytagError:
+                # The keras engine cannot run this model here (grouped convolutions on a
+                # CPU): the lite engine can, once converted.
+                self.conversion.wait()
+                self._take_over()
+                if self._lite is None:
+                    raise
+        return self._lite(batch)
+
+    def _take_over(self) -> None:
+        self._lite = LiteEngine.cached(self.bundle, **self._lite_options)
+        if self._lite is not None:
+            self._keras = None  # its memory goes back; TensorFlow stays imported
 
 
 def main(argv: list[str]) -> int:
@@ -121,6 +138,7 @@ def main(argv: list[str]) -> int:
     from furrytag_cli.model.loading import load_bundle
 
     path, options = Path(argv[0]), json.loads(argv[1])
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if not options["eager"]:
         os.nice(19)
     home = None if options["home"] is None else Path(options["home"])
