@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from furrytag_cli.engines.lite import LiteEngine
 from furrytag_cli.model.loading import load_bundle
 from tests.clirunner import invoke, spawn
 from tests.imagefactory import write_bad_images, write_good_images
@@ -71,6 +72,7 @@ def test_json_summary(run, native_bundle_dir, tmp_path):
     write_good_images(tmp_path / "good")
     (tmp_path / "good" / "empty.png").write_bytes(b"")
     out = tmp_path / "out.jsonl"
+    LiteEngine(load_bundle(native_bundle_dir))  # converted: auto means the lite engine
     result = run("tag", tmp_path / "good", "-m", native_bundle_dir, "-o", out, "--json", "-q")
     assert result.code == 3 and "Tagged" not in result.stderr
     summary = json.loads(result.stdout)
