@@ -52,10 +52,14 @@ def exports(source, work: Path, runs) -> dict:
     out = {}
     for label, options in runs:
         folder = work / f"{source.name}-{label}"
-        done = export_model(source, folder, overwrite=True, **options)
+        if (folder / "README.md").is_file():  # made by an earlier run in this --work folder
+            sizes, seconds = {f.name: f.stat().st_size for f in folder.iterdir()}, None
+        else:
+            done = export_model(source, folder, **options)
+            sizes, seconds = done.sizes, round(done.seconds, 1)
         out[label] = {
-            "seconds": round(done.seconds, 1),
-            "mb": {k: round(v / 1e6, 2) for k, v in done.sizes.items() if k != "README.md"},
+            "seconds": seconds,
+            "mb": {k: round(v / 1e6, 2) for k, v in sizes.items() if k != "README.md"},
             "folder": folder,
         }
     return out

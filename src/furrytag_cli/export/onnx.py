@@ -80,7 +80,32 @@ def to_onnx(bundle: Bundle):
     _rename(proto, [i.name for i in proto.graph.input], [INPUT])
     proto.producer_name = "furrytag"
     check_onnx(proto, bundle)
+    _check_scores(proto, bundle, model)
     return proto
+
+
+def _check_scores(proto, bundle: Bundle, model, tolerance: float = 1e-4) -> None:
+    """Refuse an export whose outputs differ from the model's on a test batch."""
+    import numpy as np
+    import onnxruntime
+
+    spec = bundle.preprocess
+    pixels = np.random.default_rng(0).integers(0, 256, (2, spec.size, spec.size, 3))
+    batch = ((pixels * spec.scale - np.array(spec.mean)) / np.array(spec.std)).astype(np.float32)
+    heads = bundle.categories.head_names
+    want = named_outputs(model(batch, training=False), heads, embeddings=True)
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {INPUT: batch})))
+    diff = max(float(np.abs(got[h] - np.asarray(want[h])).max()) for h in (*heads, "rating"))
+    if diff > tolerance:
+        raise ExportError(
+            f"the ONNX export of {bundle.name!r} does not reproduce the model: its scores "
+            f"differ by up to {diff:.3g} on a test batch, so it was not written; export it "
+            "with --format tflite instead"
+        )
 
 
 def _save(tf, bundle: Bundle, model, heads, spec, path: str) -> None:
