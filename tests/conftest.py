@@ -9,6 +9,9 @@ def furrytag_home(tmp_path, monkeypatch):
     """Point furrytag's cache at a fresh folder so tests never touch the user's cache."""
     home = tmp_path / "furrytag-home"
     monkeypatch.setenv("FURRYTAG_HOME", str(home))
+    # A first conversion runs in the test's own process: no detached converter outlives
+    # a test (tests/engines/test_background.py turns it back on).
+    monkeypatch.setenv("FURRYTAG_BACKGROUND_CONVERSION", "0")
     return home
 
 

@@ -13,7 +13,13 @@ import pytest
 from filelock import FileLock
 
 from furrytag_cli.core.errors import FurrytagError
-from furrytag_cli.engines.background import InterimEngine, failure_path, main, start_conversion
+from furrytag_cli.engines.background import (
+    InterimEngine,
+    enabled,
+    failure_path,
+    main,
+    start_conversion,
+)
 from furrytag_cli.engines.choose import load_engine
 from furrytag_cli.engines.keras import KerasEngine
 from furrytag_cli.engines.lite import LOCK, LiteEngine, cache_path, open_runner
@@ -22,6 +28,11 @@ from tests.engines.test_lite import CumulativeProduct, assert_same_scores, custo
 from tests.imagefactory import write_good_images
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def background_conversion(monkeypatch):
+    monkeypatch.setenv("FURRYTAG_BACKGROUND_CONVERSION", "1")
 
 
 @pytest.fixture
@@ -147,3 +158,12 @@ def test_a_model_keras_cannot_run_on_a_cpu_waits_for_its_conversion(tmp_path):
         FailsOnThisCpu.failing = False
     assert engine.conversion.returncode == 1
     assert failure_path(engine.model_path).is_file()
+
+
+def test_background_conversion_can_be_turned_off(native_copy, monkeypatch):
+    monkeypatch.setenv("FURRYTAG_BACKGROUND_CONVERSION", "0")
+    engine = load_engine(load_bundle(native_copy), engine="auto", device="cpu", notify=None)
+    assert engine.name == "lite" and engine.model_path.is_file()
+    monkeypatch.setenv("FURRYTAG_BACKGROUND_CONVERSION", "sometimes")
+    with pytest.raises(FurrytagError, match="FURRYTAG_BACKGROUND_CONVERSION must be 1"):
+        enabled()

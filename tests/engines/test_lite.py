@@ -198,9 +198,10 @@ def test_a_legacy_model_with_grouped_convolutions_runs_through_lite(tmp_path):
     assert_same_scores(KerasEngine(bundle)(batch), lite_engine(batch), embeddings=False)
 
 
-def test_engine_choice(native_copy):
+def test_engine_choice(native_copy, monkeypatch):
     from furrytag_cli.core.errors import ConfigError
 
+    monkeypatch.setenv("FURRYTAG_BACKGROUND_CONVERSION", "1")
     bundle = load_bundle(native_copy)
     # Before the first conversion the keras engine tags (while it converts in the background).
     assert load_engine(bundle, engine="auto", device="cpu", notify=None).name == "keras"

@@ -17,6 +17,9 @@ so the conversion then runs at the lowest priority, on what the run leaves idle.
 long run (``EAGER_IMAGES`` images or more: a conversion costs roughly what the keras
 engine spends on a few hundred images, and the lite engine is 3-4× faster) converts at
 normal priority and moves to the lite engine as soon as it can.
+
+``FURRYTAG_BACKGROUND_CONVERSION=0`` converts in the run itself, before the first batch,
+for machines where no process may outlive its job (batch schedulers that reap strays).
 """
 
 import json
@@ -27,7 +30,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from furrytag_cli.core.errors import FurrytagError
+from furrytag_cli.core.errors import ConfigError, FurrytagError
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.engines.keras import KerasEngine
 from furrytag_cli.engines.lite import LiteEngine, cache_path
@@ -35,6 +38,18 @@ from furrytag_cli.model.bundle import Bundle
 
 EAGER_IMAGES = 400
 FAILED = ".failed"
+ENV = "FURRYTAG_BACKGROUND_CONVERSION"
+
+
+def enabled() -> bool:
+    """Whether a first conversion may run in a background process
+    (``$FURRYTAG_BACKGROUND_CONVERSION``, on unless 0)."""
+    value = os.environ.get(ENV, "1").strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{ENV} must be 1 (convert in the background) or 0; received {value!r}")
 
 
 def failure_path(target: Path) -> Path:

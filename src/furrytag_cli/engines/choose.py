@@ -28,11 +28,13 @@ def load_engine(
     """The engine for ``bundle``: ``engine`` is "keras", "lite", "onnx", or "auto" (lite
     on a CPU, keras on a GPU; for an exported bundle, the engine of its model file; on a
     CPU, before the model's first conversion is cached, keras while a background process
-    converts it, see ``background.py``). ``notify`` (when not None) hears of a first
-    conversion to LiteRT and, when the model cannot be converted, of the keras engine
-    running it instead, with the reason. ``home`` is the cache home (the ``--cache-dir``
-    value) that conversions of bundles in the cache go to."""
+    converts it unless ``$FURRYTAG_BACKGROUND_CONVERSION`` is 0, see ``background.py``).
+    ``notify`` (when not None) hears of a first conversion to LiteRT and, when the model
+    cannot be converted, of the keras engine running it instead, with the reason.
+    ``home`` is the cache home (the ``--cache-dir`` value) that conversions of bundles
+    in the cache go to."""
     from furrytag_cli.engines.background import InterimEngine, failure_path
+    from furrytag_cli.engines.background import enabled as background_enabled
     from furrytag_cli.engines.lite import QUANTIZE, LiteConversionError, LiteEngine, cache_path
 
     if engine not in ENGINES:
@@ -64,9 +66,10 @@ def load_engine(
                 reason = failed.read_text(encoding="utf-8").strip()
                 notify(f"{reason}; using the keras engine instead")
             return KerasEngine(bundle, embeddings=embeddings, device=device)
-        return InterimEngine(
-            bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home
-        )
+        if background_enabled():
+            return InterimEngine(
+                bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home
+            )
     try:
         return LiteEngine(
             bundle, embeddings=embeddings, quantize=quantize, notify=notify, home=home
