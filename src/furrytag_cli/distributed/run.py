@@ -19,6 +19,7 @@ from furrytag_cli.core.machine import THREADS_VARIABLE
 from furrytag_cli.distributed.runtime import cluster, require_ray
 from furrytag_cli.distributed.shards import ShardFolder, result_schema
 from furrytag_cli.distributed.sources import Listing, list_images
+from furrytag_cli.engines.background import ENV as BACKGROUND_CONVERSION
 from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.predict import TagOptions
 
@@ -233,7 +234,7 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
             compute=ray.data.ActorPoolStrategy(size=settings.workers),
             num_cpus=settings.cpus_per_worker,
             num_gpus=settings.gpus_per_worker,
-            runtime_env=_threads(settings.cpus_per_worker),
+            runtime_env=_model_worker_env(settings.cpus_per_worker),
         )
     )
 
@@ -242,6 +243,15 @@ def _threads(cpus: float) -> dict:
     """Each stage's processes use as many threads as the CPUs they hold (at least one):
     decoding and the model then share a node's cores instead of crowding them."""
     return {"env_vars": {THREADS_VARIABLE: str(max(1, round(cpus)))}}
+
+
+def _model_worker_env(cpus: float) -> dict:
+    """A model worker lives for the whole run, so a model not yet converted for LiteRT is
+    converted in it before its first batch: a detached converter would outlive the worker,
+    and a worker moving from keras to lite mid-run would score its batches with two engines."""
+    env = _threads(cpus)
+    env["env_vars"][BACKGROUND_CONVERSION] = "0"
+    return env
 
 
 def _write(dataset, folder: ShardFolder, schema, shard_rows: int, summary, on_shard) -> None:
