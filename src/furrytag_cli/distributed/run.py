@@ -222,7 +222,7 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
             fn_kwargs={"spec": spec, "max_pixels": max_pixels},
             num_cpus=1,
             runtime_env=_threads(1),
-            # A process with TensorFlow, the block and its model inputs. Model workers ask
+            # A process with the decoders, the block and its model inputs. Model workers ask
             # for no memory, which also keeps Ray Data from fusing decoding into them.
             memory=_DECODER_MEMORY + rows * spec.size**2 * 3 * 4 * 2,
         )

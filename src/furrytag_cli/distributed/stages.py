@@ -1,10 +1,11 @@
 """The two stages a Ray run streams images through.
 
-``decode_block`` (Ray tasks on CPUs): files → model inputs, by furrytag's own pipeline
-(header check, TensorFlow or Pillow decoding, preprocessing), so every image becomes
-exactly the input ``furrytag tag`` gives the model. ``ModelWorker`` (long-lived Ray
-actors, one model each, on a GPU when given one): model inputs → the records
-``furrytag tag --all-scores`` writes, through the same engine and predictor.
+``decode_block`` (Ray tasks on CPUs): files → model inputs, by the decoder ``furrytag tag``
+uses for a model on a CPU (``tagging.stream``: header check, libjpeg or Pillow decoding,
+numpy preprocessing; no TensorFlow), so every image becomes exactly the input ``furrytag
+tag`` gives a model on a CPU. ``ModelWorker`` (long-lived Ray actors, one model each, on a
+GPU when given one): model inputs → the records ``furrytag tag --all-scores`` writes,
+through the same engine and predictor.
 
 A block's rows are ``path``, ``location``, ``size``, ``mtime``; the decoded block adds
 ``image`` (float32 S×S×3; zeros for a failure) and ``reason`` ("" when decoded).
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from furrytag_cli.core.errors import BundleError, ImageError
+from furrytag_cli.core.errors import BundleError
 from furrytag_cli.model.preprocess import PreprocessSpec
 from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.predict import TagOptions
+from furrytag_cli.tagging.stream import image_batches
 
 _filesystems: dict[str, object] = {}
 
@@ -29,8 +31,6 @@ def decode_block(
     batch: dict[str, np.ndarray], *, spec: PreprocessSpec, max_pixels: int = MAX_PIXELS
 ) -> dict[str, np.ndarray]:
     """Decode and preprocess a block of images; a file that fails gets its reason."""
-    from furrytag_cli.tagging.pipeline import fallback_input, inference_dataset
-
     count = len(batch["path"])
     images = np.zeros((count, spec.size, spec.size, 3), np.float32)
     reasons = [""] * count
@@ -43,31 +43,17 @@ def decode_block(
                 files.append(None)
                 reasons[i] = f"cannot read: {exc.strerror or exc}"
         readable = [i for i, f in enumerate(files) if f is not None]
-        rejected: dict[int, str] = {}
-        decoded = set()
         if readable:
-            dataset = inference_dataset(
+            for decoded in image_batches(
                 [files[i] for i in readable],
                 spec,
                 batch_size=len(readable),
-                rejected=rejected,
                 max_pixels=max_pixels,
-            )
-            for indices, inputs in dataset:
-                for row, j in enumerate(indices.numpy().tolist()):
-                    images[readable[j]] = inputs[row]
-                    decoded.add(j)
-        for j, i in enumerate(readable):
-            if j in decoded:
-                continue
-            if j in rejected:
-                reasons[i] = rejected[j]
-                continue
-            # TensorFlow could not decode it; Pillow either reads it or tells why.
-            try:
-                images[i] = fallback_input(files[i], spec)
-            except ImageError as exc:
-                reasons[i] = str(exc)
+            ):
+                for j, reason in decoded.failed:
+                    reasons[readable[j]] = reason
+                for row, j in enumerate(decoded.indices):
+                    images[readable[j]] = decoded.images[row]
     return {
         "path": batch["path"],
         "size": batch["size"],
