@@ -14,6 +14,7 @@ from filelock import FileLock
 
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.engines.background import (
+    EAGER_IMAGES,
     InterimEngine,
     enabled,
     failure_path,
@@ -24,6 +25,7 @@ from furrytag_cli.engines.choose import load_engine
 from furrytag_cli.engines.keras import KerasEngine
 from furrytag_cli.engines.lite import LOCK, LiteEngine, cache_path, open_runner
 from furrytag_cli.model.loading import load_bundle
+from furrytag_cli.tagging.tagger import Tagger
 from tests.engines.test_lite import CumulativeProduct, assert_same_scores, custom_bundle, images
 from tests.imagefactory import write_good_images
 
@@ -85,6 +87,30 @@ def test_a_run_that_ends_first_leaves_the_conversion_to_finish(native_copy, tmp_
     assert second.returncode == 0 and "converting" not in second.stderr
     assert "(lite engine)" in second.stderr
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 10
+
+
+def test_a_short_run_converts_after_its_last_batch(native_copy, tmp_path):
+    paths = sorted(write_good_images(tmp_path / "img").values())
+    tagger = Tagger(native_copy, engine="auto", device="cpu", batch_size=4, notify=None)
+    assert isinstance(tagger.engine, InterimEngine)
+    batches = tagger.score_batches(paths)
+    for _ in range(3):  # 10 images: every batch is tagged before the conversion starts
+        next(batches)
+        assert tagger.engine.conversion is None
+    assert next(batches, None) is None
+    assert tagger.engine.conversion is not None
+    assert tagger.engine.conversion.wait(timeout=600) == 0
+    assert tagger.engine.model_path.is_file()
+
+
+def test_a_long_run_converts_from_its_first_batch(native_copy, tmp_path):
+    paths = sorted(write_good_images(tmp_path / "img").values())
+    tagger = Tagger(native_copy, engine="auto", device="cpu", batch_size=4, notify=None)
+    batches = tagger.score_batches(paths * (EAGER_IMAGES // len(paths) + 1))
+    next(batches)
+    assert tagger.engine.conversion is not None
+    batches.close()
+    assert tagger.engine.conversion.wait(timeout=600) == 0
 
 
 def options(eager: bool = True) -> str:

@@ -11,12 +11,14 @@ converting the same model twice, and a killed conversion leaves only temporary f
 ``<model file>.failed``, and later runs use the keras engine without trying again
 until the bundle or TensorFlow changes.
 
-Priority: converting competes with the keras engine for the cores. A short run would
-finish later for it and gain nothing (the lite engine arrives after its last batch),
-so the conversion then runs at the lowest priority, on what the run leaves idle. A
-long run (``EAGER_IMAGES`` images or more: a conversion costs roughly what the keras
-engine spends on a few hundred images, and the lite engine is 3-4× faster) converts at
-normal priority and moves to the lite engine as soon as it can.
+When: converting competes with the keras engine for the cores. A short run (fewer
+than ``EAGER_IMAGES`` images: a conversion costs roughly what the keras engine spends on
+a few hundred images) would finish later for it and gain nothing, since the lite engine
+would arrive after its last batch: its conversion starts when its last batch is done,
+at the lowest priority, and is there for the next run. A long run converts from its
+first batch at normal priority and moves to the lite engine as soon as it can. Callers
+that score batches of their own without saying how many (the ``Tagger.scores`` API)
+start it at once, at the lowest priority, on what their work leaves idle.
 
 ``FURRYTAG_BACKGROUND_CONVERSION=0`` converts in the run itself, before the first batch,
 for machines where no process may outlive its job (batch schedulers that reap strays).
@@ -76,7 +78,9 @@ def start_conversion(
         # Its own process group, so Ctrl-C at the terminal does not reach it; the same
         # session, so its lower priority counts against this run (a new session would be
         # a scheduling group of its own, sharing the cores equally whatever its nice).
-        preexec_fn=os.setpgrp,
+        # Without a preexec function the child is spawned, not forked: a copy of this
+        # process's page tables would cost a large model's run tens of milliseconds.
+        process_group=0,
         close_fds=True,
     )
 
@@ -107,23 +111,35 @@ class InterimEngine:
         self._keras: KerasEngine | None = KerasEngine(bundle, embeddings=embeddings)
         self._lite: LiteEngine | None = None
         self.conversion: subprocess.Popen | None = None
+        self._planned = False
 
     @property
     def name(self) -> str:
         return "keras" if self._lite is None else "keras, then lite"
 
     def expect(self, images: int) -> None:
-        """Start the conversion for a run of ``images`` images (see the module's note)."""
+        """Plan the conversion for a run of ``images`` images: a long run starts it now,
+        a short one when it calls ``finish`` (see the module's note)."""
+        self._planned = True
+        if images >= EAGER_IMAGES:
+            self._start(eager=True)
+
+    def finish(self) -> None:
+        """The run's last batch is done: start a conversion it left for later."""
+        self._start(eager=False)
+
+    def _start(self, *, eager: bool) -> None:
         if self.conversion is None:
             self.conversion = start_conversion(
                 self.bundle,
                 self._lite_options["quantize"],
                 self._lite_options["home"],
-                eager=images >= EAGER_IMAGES,
+                eager=eager,
             )
 
     def __call__(self, batch) -> Scores:
-        self.expect(0)
+        if not self._planned:
+            self._start(eager=False)
         if self._lite is None and self.model_path.is_file():
             self._take_over()
         if self._lite is None:
@@ -132,6 +148,7 @@ class InterimEngine:
             except FurrytagError:
                 # The keras engine cannot run this model here (grouped convolutions on a
                 # CPU): the lite engine can, once converted.
+                self._start(eager=True)
                 self.conversion.wait()
                 self._take_over()
                 if self._lite is None:

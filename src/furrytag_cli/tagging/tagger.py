@@ -227,9 +227,9 @@ class Tagger:
             yield tail
 
     def _score_on_cpu(self, paths: list[Path]) -> Iterator[list[Scored]]:
+        # An engine converting in the background plans for the length of the run.
         expect = getattr(self.engine, "expect", None)
         if expect is not None:
-            # An engine converting in the background plans for the length of the run.
             expect(len(paths))
         for batch in image_batches(
             paths,
@@ -245,6 +245,8 @@ class Tagger:
                     for row, i in enumerate(batch.indices)
                 ]
             yield sorted(outcomes, key=lambda s: s.index)
+        if expect is not None:
+            self.engine.finish()
 
     def tag_batches(self, paths: Sequence[Path]) -> Iterator[list[Item]]:
         """Tag ``paths`` (files) in order; yield the items of each batch as it finishes."""
