@@ -106,11 +106,7 @@ class InterimEngine:
         self.embeddings = embeddings
         self._lite_options = {"embeddings": embeddings, "quantize": quantize, "home": home}
         self.model_path = cache_path(bundle, quantize, home)
-        if notify is not None:
-            notify(
-                f"converting {bundle.name!r} for the lite engine in the background (once; "
-                f"cached in {self.model_path.parent}); the keras engine tags meanwhile"
-            )
+        self._notify = notify
         self._keras: KerasEngine | None = KerasEngine(bundle, embeddings=embeddings)
         self._lite: LiteEngine | None = None
         self.conversion: subprocess.Popen | None = None
@@ -123,9 +119,21 @@ class InterimEngine:
     def expect(self, images: int) -> None:
         """Plan the conversion for a run of ``images`` images: a long run starts it now,
         a short one when it calls ``finish`` (see the module's note)."""
+        self._plan(now=images >= EAGER_IMAGES)
+
+    def _plan(self, *, now: bool, eager: bool = True) -> None:
         self._planned = True
-        if images >= EAGER_IMAGES:
-            self._start(eager=True)
+        if self._notify is not None:
+            where = f"once; cached in {self.model_path.parent}"
+            self._notify(
+                f"converting {self.bundle.name!r} for the lite engine in the background "
+                f"({where}); the keras engine tags meanwhile"
+                if now
+                else f"the keras engine tags this run; {self.bundle.name!r} is converted "
+                f"for the lite engine in the background when it ends ({where})"
+            )
+        if now:
+            self._start(eager=eager)
 
     def finish(self) -> None:
         """The run's last batch is done: start a conversion it left for later."""
@@ -142,7 +150,7 @@ class InterimEngine:
 
     def __call__(self, batch) -> Scores:
         if not self._planned:
-            self._start(eager=False)
+            self._plan(now=True, eager=False)
         if self._lite is None and self.model_path.is_file():
             self._take_over()
         if self._lite is None:
