@@ -18,6 +18,7 @@ from furrytag_cli.core.errors import (
 from furrytag_cli.store import layout as cache
 from furrytag_cli.store.http import FetchPolicy
 from furrytag_cli.store.install import (
+    InstallSettings,
     ensure_model,
     install_from_file,
     install_from_url,
@@ -33,8 +34,8 @@ BODY = model_zip_bytes()
 SHA = hashlib.sha256(BODY).hexdigest()
 INSTALL = (
     "import sys\n"
-    "from furrytag_cli.store.install import install_from_url\n"
-    "print(install_from_url('m', sys.argv[1], home=sys.argv[2], progress=True))\n"
+    "from furrytag_cli.store.install import InstallSettings, install_from_url\n"
+    "print(install_from_url('m', sys.argv[1], InstallSettings(home=sys.argv[2])))\n"
 )
 
 
@@ -44,8 +45,13 @@ def server():
         yield srv
 
 
-def install(url, home, **kwargs):
-    return install_from_url("m", url, home=home, progress=False, policy=FAST, **kwargs)
+def quietly(home, **settings):
+    """Install settings for the cache ``home``, without progress output."""
+    return InstallSettings(home=home, progress=False, **settings)
+
+
+def install(url, home, **settings):
+    return install_from_url("m", url, quietly(home, **settings), policy=FAST)
 
 
 def leftovers(home):
@@ -180,17 +186,17 @@ def test_corrupt_partial_from_an_earlier_run_is_fetched_again(server, furrytag_h
 )
 def test_bundle_root_is_found_at_any_depth(tmp_path, furrytag_home, files, where):
     archive = model_zip(tmp_path / "m.zip", top="top", files=files)
-    bundle = install_from_file("m", archive, home=furrytag_home, progress=False)
+    bundle = install_from_file("m", archive, quietly(furrytag_home))
     assert bundle == (furrytag_home / "models/m/unpacked/top" / where).resolve()
 
 
 def test_archive_without_a_model_or_with_two_is_refused(tmp_path, furrytag_home):
     none = model_zip(tmp_path / "none.zip", files={"readme.txt": b"hi"})
     with pytest.raises(ArchiveError, match="holds no model"):
-        install_from_file("m", none, home=furrytag_home, progress=False)
+        install_from_file("m", none, quietly(furrytag_home))
     two = model_zip(tmp_path / "two.zip", files={"a/saved_model.pb": b"", "b/saved_model.pb": b""})
     with pytest.raises(ArchiveError, match="several models"):
-        install_from_file("m", two, home=furrytag_home, progress=False)
+        install_from_file("m", two, quietly(furrytag_home))
     assert not cache.model_dir("m", furrytag_home).exists()
 
 
@@ -203,17 +209,17 @@ def test_verify_callable_gates_the_install(tmp_path, furrytag_home):
         raise BundleError("weights do not match the metadata")
 
     with pytest.raises(BundleError):
-        install_from_file("m", archive, home=furrytag_home, progress=False, verify=refuse)
+        install_from_file("m", archive, quietly(furrytag_home, verify=refuse))
     assert seen == [True]
     assert not cache.model_dir("m", furrytag_home).exists()
     assert leftovers(furrytag_home) == []
-    bundle = install_from_file("m", archive, home=furrytag_home, progress=False, verify=seen.append)
+    bundle = install_from_file("m", archive, quietly(furrytag_home, verify=seen.append))
     assert seen[-1].name == bundle.name == "tiny_model"
 
 
 def test_install_from_file_records_the_file_and_keeps_it(tmp_path, furrytag_home):
     archive = model_zip(tmp_path / "m.zip")
-    install_from_file("m", archive, home=furrytag_home, progress=False)
+    install_from_file("m", archive, quietly(furrytag_home))
     manifest = cache.read_manifest("m", furrytag_home)
     assert manifest["source"] == archive.as_uri() and archive.is_file()
 
@@ -254,12 +260,12 @@ def test_install_model_refuses_arguments_that_do_not_fit(kwargs, message, furryt
 def test_leftovers_of_a_crashed_install_are_cleared(tmp_path, furrytag_home):
     stale = furrytag_home / "models" / ".m~stage-123"
     stale.mkdir(parents=True)
-    install_from_file("m", model_zip(tmp_path / "m.zip"), home=furrytag_home, progress=False)
+    install_from_file("m", model_zip(tmp_path / "m.zip"), quietly(furrytag_home))
     assert not stale.exists()
 
 
 def test_offline_says_what_is_cached_and_how_to_fetch(tmp_path, furrytag_home):
-    install_from_file("other", model_zip(tmp_path / "o.zip"), home=furrytag_home, progress=False)
+    install_from_file("other", model_zip(tmp_path / "o.zip"), quietly(furrytag_home))
     with pytest.raises(DownloadError) as caught:
         ensure_model(entry("https://example.org/m.zip"), home=furrytag_home, offline=True)
     message = str(caught.value)
@@ -277,9 +283,9 @@ def test_bad_names_and_hashes_are_refused(tmp_path, furrytag_home):
     archive = model_zip(tmp_path / "m.zip")
     for bad in ("../m", "m/x", ".hidden", ""):
         with pytest.raises(DownloadError, match="model name"):
-            install_from_file(bad, archive, home=furrytag_home)
+            install_from_file(bad, archive, quietly(furrytag_home))
     with pytest.raises(DownloadError, match="64 hex digits"):
-        install_from_file("m", archive, sha256="abc", home=furrytag_home)
+        install_from_file("m", archive, quietly(furrytag_home, sha256="abc"))
 
 
 def test_two_processes_fetch_one_model_once(server, furrytag_home):

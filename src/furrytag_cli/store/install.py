@@ -45,6 +45,22 @@ class Installed:
     manifest: dict
 
 
+@dataclass(frozen=True)
+class InstallSettings:
+    """How a model is installed: ``sha256`` pins the archive's hash (without it the hash
+    is recorded on first use); ``home`` is the cache home; ``force`` installs again over a
+    cached copy; ``progress`` says what happens on stderr; ``verify`` is the check the
+    model passes before it is installed; ``normalized`` (how a legacy SavedModel was
+    trained) is recorded in its manifest."""
+
+    sha256: str | None = None
+    home: Path | None = None
+    force: bool = False
+    progress: bool = True
+    verify: Verify | None = None
+    normalized: bool | None = None
+
+
 def install_model(
     name: str | None = None,
     *,
@@ -88,36 +104,29 @@ def install_model(
         normalized = (cache.read_manifest(name, home) or {}).get("normalized")
     verify = verify_for(normalized) if verify_for is not None else None
     common = {"home": home, "progress": progress, "verify": verify}
+    settings = InstallSettings(sha256=pin, force=force, normalized=normalized, **common)
     if from_file is not None:
         if not name:
             raise UsageError("--from-file needs the NAME to install the model under")
-        bundle = install_from_file(
-            name, from_file, sha256=pin, force=force, normalized=normalized, **common
-        )
+        bundle = install_from_file(name, from_file, settings)
     elif url and hub.is_hub(url):
         name = name or hub.parse(url).name
-        bundle = install_from_hub(
-            name, url, sha256=pin, force=force, offline=offline, normalized=normalized, **common
-        )
+        bundle = install_from_hub(name, url, settings, offline=offline)
     elif url:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise UsageError(
                 f"--url takes an http:// or https:// address, or hf://OWNER/REPO; received {url!r}"
             )
         name = name or _name_from_url(url)
-        bundle = install_from_url(
-            name, url, sha256=pin, force=force, normalized=normalized, **common
-        )
+        bundle = install_from_url(name, url, settings)
     elif not name:
         raise UsageError("give a model NAME (see `furrytag models`), or --url URL")
     elif known is None and force:
         source = (cache.read_manifest(name, home) or {}).get("source", "")
         if hub.is_hub(source):
-            bundle = install_from_hub(name, source, force=True, normalized=normalized, **common)
+            bundle = install_from_hub(name, source, dataclasses.replace(settings, sha256=None))
         elif source.startswith(("https:", "http:")):
-            bundle = install_from_url(
-                name, source, sha256=pin, force=True, normalized=normalized, **common
-            )
+            bundle = install_from_url(name, source, settings)
         else:
             raise UsageError(
                 f"{name!r} is not a known model; to replace it, "
@@ -144,25 +153,19 @@ def _name_from_url(url: str) -> str:
 def install_from_url(
     name: str,
     url: str,
+    settings: InstallSettings = InstallSettings(),
     *,
-    sha256: str | None = None,
-    home: Path | None = None,
-    force: bool = False,
-    progress: bool = True,
-    verify: Verify | None = None,
     policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
-    normalized: bool | None = None,
 ) -> Path:
     """Fetch the archive at ``url``, check it, install it as ``name``; return the bundle.
 
-    A cached copy is verified and returned instead unless ``force``. ``sha256`` pins the
-    archive's hash; without it the hash is recorded on first use.
+    A cached copy is verified and returned instead unless ``settings.force``.
     """
     cache.check_model_name(name)
-    sha256 = _pin(sha256)
+    sha256, home, progress = _pin(settings.sha256), settings.home, settings.progress
     url = gdrive.normalize_url(url)
     with _locked(name, home, progress):
-        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+        if not settings.force and (cached := _cached_bundle(name, home, sha256)) is not None:
             _say(
                 progress,
                 f"{name} is already cached in {cache.model_dir(name, home)}; "
@@ -176,17 +179,7 @@ def install_from_url(
                 url, part, progress=progress, label=name, magic=archive.MAGIC, policy=policy
             )
             try:
-                bundle = _install(
-                    name,
-                    part,
-                    source=url,
-                    sha256=sha256,
-                    home=home,
-                    verify=verify,
-                    progress=progress,
-                    filename=got.filename,
-                    normalized=normalized,
-                )
+                bundle = _install(name, part, url, got.filename, settings)
             except (IntegrityError, ArchiveError):
                 part.unlink(missing_ok=True)  # a failed file is never trusted again
                 if not got.resumed_from:
@@ -202,39 +195,21 @@ def install_from_url(
 
 
 def install_from_file(
-    name: str,
-    archive_path: Path,
-    *,
-    sha256: str | None = None,
-    home: Path | None = None,
-    force: bool = False,
-    progress: bool = True,
-    verify: Verify | None = None,
-    normalized: bool | None = None,
+    name: str, archive_path: Path, settings: InstallSettings = InstallSettings()
 ) -> Path:
     """Install an archive, or a model's folder, already on disk as ``name``; return the
     bundle's folder."""
     cache.check_model_name(name)
-    sha256 = _pin(sha256)
+    sha256, home, progress = _pin(settings.sha256), settings.home, settings.progress
     path = Path(archive_path).expanduser()
     if path.is_dir():
-        return install_from_folder(
-            name,
-            path,
-            source=path.resolve().as_uri(),
-            sha256=sha256,
-            home=home,
-            force=force,
-            progress=progress,
-            verify=verify,
-            normalized=normalized,
-        )
+        return install_from_folder(name, path, settings, source=path.resolve().as_uri())
     if not path.is_file():
         raise DownloadError(
             f"no archive or folder at {path}; give a .zip or .tar.gz file, or a model's folder"
         )
     with _locked(name, home, progress):
-        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+        if not settings.force and (cached := _cached_bundle(name, home, sha256)) is not None:
             _say(
                 progress,
                 f"{name} is already cached in {cache.model_dir(name, home)}; "
@@ -242,40 +217,25 @@ def install_from_file(
             )
             return cached
         _say(progress, f"Installing {name} from {path} into {cache.model_dir(name, home)}")
-        return _install(
-            name,
-            path,
-            source=path.resolve().as_uri(),
-            sha256=sha256,
-            home=home,
-            verify=verify,
-            progress=progress,
-            filename=path.name,
-            normalized=normalized,
-        )
+        return _install(name, path, path.resolve().as_uri(), path.name, settings)
 
 
 def install_from_folder(
     name: str,
     folder: Path,
+    settings: InstallSettings = InstallSettings(),
     *,
     source: str,
-    sha256: str | None = None,
-    home: Path | None = None,
-    force: bool = False,
-    progress: bool = True,
-    verify: Verify | None = None,
-    normalized: bool | None = None,
     top: str | None = None,
 ) -> Path:
     """Install a model's loose files (a folder holding one) as ``name`` by copying them
     into ``unpacked/<top>/`` (default: the folder's own name, which names a legacy model);
     the digest of the folder's files stands for an archive's sha256."""
     cache.check_model_name(name)
-    sha256 = _pin(sha256)
+    sha256, home, progress = _pin(settings.sha256), settings.home, settings.progress
     folder = Path(folder)
     with _locked(name, home, progress):
-        if not force and (cached := _cached_bundle(name, home, sha256)) is not None:
+        if not settings.force and (cached := _cached_bundle(name, home, sha256)) is not None:
             _say(
                 progress,
                 f"{name} is already cached in {cache.model_dir(name, home)}; "
@@ -299,41 +259,26 @@ def install_from_folder(
                 "size": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
                 "pinned": bool(sha256),
             },
-            home=home,
-            verify=verify,
-            progress=progress,
-            normalized=normalized,
+            settings=settings,
         )
 
 
 def install_from_hub(
-    name: str,
-    ref: str,
-    *,
-    sha256: str | None = None,
-    home: Path | None = None,
-    force: bool = False,
-    offline: bool = False,
-    progress: bool = True,
-    verify: Verify | None = None,
-    normalized: bool | None = None,
+    name: str, ref: str, settings: InstallSettings = InstallSettings(), *, offline: bool = False
 ) -> Path:
     """Fetch ``hf://OWNER/REPO[@REVISION][/SUBFOLDER]`` and install it as ``name``."""
     cache.check_model_name(name)
-    if not force and (cached := _cached_bundle(name, home, _pin(sha256))) is not None:
+    home, progress = settings.home, settings.progress
+    cached = None if settings.force else _cached_bundle(name, home, _pin(settings.sha256))
+    if cached is not None:
         _say(progress, f"{name} is already cached in {cache.model_dir(name, home)}")
         return cached
     _say(progress, f"Fetching {name} from {ref} (Hugging Face cache)")
     return install_from_folder(
         name,
         hub.fetch(ref, offline=offline, home=home),
+        dataclasses.replace(settings, force=True),
         source=ref,
-        sha256=sha256,
-        home=home,
-        force=True,
-        progress=progress,
-        verify=verify,
-        normalized=normalized,
         top=name,
     )
 
@@ -354,29 +299,15 @@ def install_entry(
     policy: fetch.FetchPolicy = fetch.DEFAULT_POLICY,
 ) -> Path:
     """Install a registry model from its sources, tried in order until one works."""
+    settings = InstallSettings(
+        sha256=entry.sha256, home=home, force=force, progress=progress, verify=verify
+    )
     failures = []
     for source in entry.sources:
         try:
             if hub.is_hub(source):
-                return install_from_hub(
-                    entry.name,
-                    source,
-                    sha256=entry.sha256,
-                    home=home,
-                    force=force,
-                    progress=progress,
-                    verify=verify,
-                )
-            return install_from_url(
-                entry.name,
-                source,
-                sha256=entry.sha256,
-                home=home,
-                force=force,
-                progress=progress,
-                verify=verify,
-                policy=policy,
-            )
+                return install_from_hub(entry.name, source, settings)
+            return install_from_url(entry.name, source, settings, policy=policy)
         except DownloadError as exc:
             failures.append(f"{source}: {exc}")
             if len(failures) < len(entry.sources):
@@ -476,8 +407,9 @@ def _cached_bundle(name: str, home: Path | None, sha256: str | None) -> Path | N
 
 
 def _install(
-    name, archive_path, *, source, sha256, home, verify, progress, filename, normalized=None
+    name: str, archive_path: Path, source: str, filename: str, settings: InstallSettings
 ) -> Path:
+    sha256 = _pin(settings.sha256)
     digest = cache.file_sha256(archive_path)
     if sha256 and digest != sha256:
         raise IntegrityError(
@@ -495,15 +427,13 @@ def _install(
             "size": archive_path.stat().st_size,
             "pinned": bool(sha256),
         },
-        home=home,
-        verify=verify,
-        progress=progress,
-        normalized=normalized,
+        settings=settings,
     )
 
 
-def _install_tree(name, fill, *, source, record, home, verify, progress, normalized) -> Path:
+def _install_tree(name, fill, *, source, record, settings: InstallSettings) -> Path:
     """Fill a staging folder with ``fill(target)``, check it and move it into place."""
+    home, verify, progress = settings.home, settings.verify, settings.progress
     final = cache.model_dir(name, home)
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{name}~stage-", dir=final.parent))
@@ -520,8 +450,8 @@ def _install_tree(name, fill, *, source, record, home, verify, progress, normali
             "bundle": bundle.relative_to(unpacked).as_posix(),
             "tree_sha256": cache.tree_digest(unpacked),
         }
-        if normalized is not None:
-            manifest["normalized"] = normalized
+        if settings.normalized is not None:
+            manifest["normalized"] = settings.normalized
         cache.write_manifest(stage, manifest)
         _swap(stage, final)
     except BaseException:
