@@ -1,6 +1,7 @@
 """Tagging on a local Ray cluster: the same results as ``furrytag tag``, resumable, and
 exactly once when a model worker is killed."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -117,33 +118,26 @@ def test_same_tags_and_scores_as_tag_on_one_machine(
 def test_resume_finishes_a_stopped_run_without_duplicates(
     ray_cluster, native_bundle_dir, ray_images, tmp_path
 ):
-    from furrytag_cli.distributed.run import RaySettings, run_on_ray
+    from furrytag_cli.distributed.run import RayJob, RaySettings, run_on_ray, tag_on_ray
     from furrytag_cli.distributed.shards import read_results
 
     source = ray_images.resolve().as_uri()  # file:///...: read through pyarrow's file systems
     out = tmp_path / "out"
-    settings = RaySettings(batch_size=3, shard_rows=3)
+    job = RayJob(
+        model=native_bundle_dir, fmt="jsonl", settings=RaySettings(batch_size=3, shard_rows=3)
+    )
 
     def stop(summary):
         raise Stop
 
     with pytest.raises(Stop):
-        run_on_ray(
-            [source],
-            out,
-            model=str(native_bundle_dir),
-            fmt="jsonl",
-            settings=settings,
-            on_shard=stop,
-        )
+        run_on_ray([source], out, job, on_shard=stop)
     first, _ = read_results(out)
     assert 3 <= len(first) < 24
     with pytest.raises(Exception, match="--resume"):
-        run_on_ray([source], out, model=str(native_bundle_dir), fmt="jsonl", settings=settings)
+        run_on_ray([source], out, job)
 
-    summary = run_on_ray(
-        [source], out, model=str(native_bundle_dir), fmt="jsonl", settings=settings, resume=True
-    )
+    summary = run_on_ray([source], out, dataclasses.replace(job, resume=True))
     assert summary.skipped == len(first)
     records, failures = read_results(out)
     paths = Counter(r["path"] for r in records)
@@ -153,12 +147,15 @@ def test_resume_finishes_a_stopped_run_without_duplicates(
     )
     assert max(paths.values()) == 1
     assert all(r in records for r in first)  # the first run's shards are kept as they were
+    # The Python API takes RayJob's fields as keywords; with nothing left, it writes nothing.
+    again = tag_on_ray([source], out, model=native_bundle_dir, fmt="jsonl", resume=True)
+    assert again == out and read_results(out)[0] == records
 
 
 def test_a_killed_model_worker_is_replaced_and_nothing_is_lost(
     ray_cluster, native_bundle_dir, ray_images, tmp_path
 ):
-    from furrytag_cli.distributed.run import RaySettings, run_on_ray
+    from furrytag_cli.distributed.run import RayJob, RaySettings, run_on_ray
     from furrytag_cli.distributed.shards import read_results
 
     seen: list[set[int]] = []
@@ -177,10 +174,9 @@ def test_a_killed_model_worker_is_replaced_and_nothing_is_lost(
             time.sleep(0.05)
 
     run_on_ray(
-        [str(ray_images)],
+        [ray_images],
         tmp_path / "out",
-        model=str(native_bundle_dir),
-        settings=RaySettings(batch_size=2, shard_rows=2),
+        RayJob(model=native_bundle_dir, settings=RaySettings(batch_size=2, shard_rows=2)),
         on_shard=kill_once,
     )
     records, failures = read_results(tmp_path / "out")

@@ -66,14 +66,31 @@ def tag_on_ray_command(values: dict, signature: inspect.Signature) -> None:
         )
     if values["output"] is None or values["output"] == Path("-"):
         raise UsageError("--ray writes a folder of shards: give it with -o FOLDER")
-    from furrytag_cli.distributed.run import RaySettings, run_on_ray
+    from furrytag_cli.distributed.run import RayJob, RaySettings, run_on_ray
 
-    settings = RaySettings(
-        workers=values["workers"],
-        gpus_per_worker=values["gpus_per_worker"],
-        cpus_per_worker=values["cpus_per_worker"],
-        batch_size=values["batch_size"],
-        shard_rows=values["shard_rows"],
+    job = RayJob(
+        model=values["model"],
+        options=dataclasses.replace(options.selection(values), all_scores=True),
+        fmt=values["fmt"] or "parquet",
+        settings=RaySettings(
+            workers=values["workers"],
+            gpus_per_worker=values["gpus_per_worker"],
+            cpus_per_worker=values["cpus_per_worker"],
+            batch_size=values["batch_size"],
+            shard_rows=values["shard_rows"],
+        ),
+        address=values["ray_address"],
+        resume=values["resume"],
+        overwrite=values["overwrite"],
+        engine=values["engine"],
+        device=values["device"],
+        quantize=values["quantize"],
+        home=values["cache_dir"],
+        offline=values["offline"],
+        recursive=values["recursive"],
+        globs=values["glob"],
+        excludes=values["exclude"],
+        null_separated=values["null"],
     )
     show = not values["quiet"] and not values["as_json"]
     logging.getLogger("ray").setLevel(logging.ERROR)
@@ -87,27 +104,7 @@ def tag_on_ray_command(values: dict, signature: inspect.Signature) -> None:
                 err=True,
             )
 
-    summary = run_on_ray(
-        values["inputs"],
-        values["output"],
-        model=values["model"],
-        options=dataclasses.replace(options.selection(values), all_scores=True),
-        fmt=values["fmt"] or "parquet",
-        settings=settings,
-        address=values["ray_address"],
-        resume=values["resume"],
-        overwrite=values["overwrite"],
-        engine=values["engine"],
-        device=values["device"],
-        quantize=values["quantize"],
-        home=values["cache_dir"],
-        offline=values["offline"],
-        recursive=values["recursive"],
-        globs=values["glob"],
-        excludes=values["exclude"],
-        null_separated=values["null"],
-        on_shard=progress,
-    )
+    summary = run_on_ray(values["inputs"], values["output"], job, on_shard=progress)
     for path, reason in summary.problems:
         typer.echo(f"furrytag: skipped {path}: {reason}", err=True)
     done = summary.tagged + summary.failed

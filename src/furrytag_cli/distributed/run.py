@@ -66,87 +66,74 @@ class RaySettings:
             raise FurrytagError(f"--shard-rows must be at least 1; received {self.shard_rows}")
 
 
-def tag_on_ray(
-    inputs: Sequence[str | Path],
-    output: str | Path,
-    *,
-    model: str | Path | None = None,
-    options: TagOptions = TagOptions(),
-    fmt: str = "parquet",
-    settings: RaySettings = RaySettings(),
-    address: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    engine: str = "auto",
-    device: str = "auto",
-    quantize: str = "none",
-    home: Path | None = None,
-    offline: bool = False,
-    recursive: bool = True,
-    max_pixels: int = MAX_PIXELS,
-) -> Path:
+@dataclass(frozen=True)
+class RayJob:
+    """What a Ray run tags with, and how: the options of ``furrytag tag --ray``.
+
+    ``model`` is a registry name or a bundle path every node sees; ``options`` turn
+    scores into tags (every score is written); ``fmt`` is "parquet" or "jsonl";
+    ``address`` names the cluster to join; ``resume`` skips the images of complete
+    shards, ``overwrite`` replaces them; ``engine``, ``device`` and ``quantize`` are as
+    for ``furrytag tag``; ``home`` is the cache home; ``recursive``, ``globs``,
+    ``excludes`` and ``null_separated`` say which files of the inputs are tagged.
+    """
+
+    model: str | Path | None = None
+    options: TagOptions = TagOptions()
+    fmt: str = "parquet"
+    settings: RaySettings = RaySettings()
+    address: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    engine: str = "auto"
+    device: str = "auto"
+    quantize: str = "none"
+    home: Path | None = None
+    offline: bool = False
+    recursive: bool = True
+    globs: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    null_separated: bool = False
+    max_pixels: int = MAX_PIXELS
+
+
+def tag_on_ray(inputs: Sequence[str | Path], output: str | Path, **job) -> Path:
     """Tag ``inputs`` (local files and folders every node sees, or ``s3://``/``gs://``
-    URIs) on Ray into the folder ``output``; return that folder.
+    URIs) on Ray into the folder ``output``; return that folder. The keywords are
+    ``RayJob``'s fields (``model=``, ``settings=``, ``resume=``, …).
 
     Uses the cluster this process joined with ``ray.init`` when there is one, else the one
     at ``address`` (or ``RAY_ADDRESS``), else a cluster started on this machine for the run.
     """
-    return run_on_ray(
-        [str(i) for i in inputs],
-        Path(output),
-        model=None if model is None else str(model),
-        options=options,
-        fmt=fmt,
-        settings=settings,
-        address=address,
-        resume=resume,
-        overwrite=overwrite,
-        engine=engine,
-        device=device,
-        quantize=quantize,
-        home=home,
-        offline=offline,
-        recursive=recursive,
-        max_pixels=max_pixels,
-    ).folder
+    return run_on_ray(inputs, output, RayJob(**job)).folder
 
 
 def run_on_ray(
-    inputs: Sequence[str],
-    output: Path,
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    job: RayJob = RayJob(),
     *,
-    model: str | None = None,
-    options: TagOptions = TagOptions(),
-    fmt: str = "parquet",
-    settings: RaySettings = RaySettings(),
-    address: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    engine: str = "auto",
-    device: str = "auto",
-    quantize: str = "none",
-    home: Path | None = None,
-    offline: bool = False,
-    recursive: bool = True,
-    globs: Sequence[str] = (),
-    excludes: Sequence[str] = (),
-    null_separated: bool = False,
-    max_pixels: int = MAX_PIXELS,
     on_shard: Callable[[RaySummary], None] = lambda summary: None,
 ) -> RaySummary:
-    """``tag_on_ray`` with the CLI's extras: file filters, and ``on_shard`` called with the
-    summary so far after each shard is written; returns the summary."""
+    """``tag_on_ray`` with ``on_shard`` called with the summary so far after each shard
+    is written; returns the summary."""
     from furrytag_cli.tagging.predict import Predictor
     from furrytag_cli.tagging.tagger import resolve_bundle
 
     require_ray()
-    settings.check()
-    folder = ShardFolder(output, fmt)
-    options = dataclasses.replace(options, all_scores=True)
-    bundle = resolve_bundle(model, home=home, offline=offline)
+    job.settings.check()
+    inputs, output = [str(i) for i in inputs], Path(output)
+    model = None if job.model is None else str(job.model)
+    folder = ShardFolder(output, job.fmt)
+    options = dataclasses.replace(job.options, all_scores=True)
+    bundle = resolve_bundle(model, home=job.home, offline=job.offline)
     predictor = Predictor(bundle, options)  # checks the options before any work starts
     listing = list_images(
-        inputs, recursive=recursive, globs=globs, excludes=excludes, null_separated=null_separated
+        inputs,
+        recursive=job.recursive,
+        globs=job.globs,
+        excludes=job.excludes,
+        null_separated=job.null_separated,
     )
     if not len(listing) and not listing.problems:
         raise FurrytagError(
@@ -155,26 +142,27 @@ def run_on_ray(
     summary = RaySummary(folder=output, total=len(listing), problems=listing.problems)
     summary.model_id = bundle.model_id
     with folder.lock():
-        folder.prepare(resume=resume, overwrite=overwrite)
-        pending = _pending(listing, folder, bundle.model_id) if resume else listing
+        folder.prepare(resume=job.resume, overwrite=job.overwrite)
+        pending = _pending(listing, folder, bundle.model_id) if job.resume else listing
         summary.skipped = len(listing) - len(pending)
         start = time.perf_counter()
         if len(pending):
             schema = result_schema(predictor.tags)
+            on_cpu = job.settings.gpus_per_worker == 0 and job.device == "auto"
             worker_args = dict(
                 # A bundle path, made absolute: workers do not share this current folder.
                 model=str(Path(model).resolve()) if model and Path(model).exists() else model,
                 model_id=bundle.model_id,
                 options=options,
-                engine=engine,
-                device="cpu" if settings.gpus_per_worker == 0 and device == "auto" else device,
-                quantize=quantize,
-                home=home,
-                offline=offline,
+                engine=job.engine,
+                device="cpu" if on_cpu else job.device,
+                quantize=job.quantize,
+                home=job.home,
+                offline=job.offline,
             )
-            with cluster(address):
-                dataset = _dataset(pending, bundle.preprocess, settings, worker_args, max_pixels)
-                _write(dataset, folder, schema, settings.shard_rows, summary, on_shard)
+            with cluster(job.address):
+                dataset = _dataset(pending, bundle.preprocess, job, worker_args)
+                _write(dataset, folder, schema, job.settings.shard_rows, summary, on_shard)
         summary.seconds = time.perf_counter() - start
     return summary
 
@@ -191,7 +179,7 @@ def _pending(listing: Listing, folder: ShardFolder, model_id: str) -> Listing:
     )
 
 
-def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, max_pixels: int):
+def _dataset(listing: Listing, spec, job: RayJob, worker_args: dict):
     """The lazy Ray Data pipeline: rows → decoding tasks → model workers."""
     import pyarrow as pa
     import ray.data
@@ -201,6 +189,7 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    settings = job.settings
     rows = settings.batch_size
     blocks = [
         pa.table(
@@ -219,7 +208,7 @@ def _dataset(listing: Listing, spec, settings: RaySettings, worker_args: dict, m
             decode_block,
             batch_size=rows,
             batch_format="numpy",
-            fn_kwargs={"spec": spec, "max_pixels": max_pixels},
+            fn_kwargs={"spec": spec, "max_pixels": job.max_pixels},
             num_cpus=1,
             runtime_env=_threads(1),
             # A process with the decoders, the block and its model inputs. Model workers ask
