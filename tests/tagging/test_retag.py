@@ -482,3 +482,40 @@ def test_the_bundles_implication_table_serves_implied(run, scored, native_bundle
     with_parent = (tmp_path / "kept" / "alpha.txt").read_text().rstrip("\n").split(", ")
     without = (tmp_path / "dropped" / "alpha.txt").read_text().rstrip("\n").split(", ")
     assert tags[1] in with_parent and without == [t for t in with_parent if t != tags[1]]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_the_shards_of_a_ray_run_retag_as_their_records_do(
+    fmt, run, scored, native_bundle_dir, tmp_path
+):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    from furrytag_cli.distributed.shards import ShardFolder, result_schema
+
+    lines = (scored / "all.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    schema = result_schema({h: list(v) for h, v in first["scores"].items()})
+    (tmp_path / "ray").mkdir()
+    shards = ShardFolder(tmp_path / "ray", fmt)
+    for part in (lines[:7], lines[7:]):
+        shards.add(part, [], schema)
+        shards.flush()
+    selection = ["--threshold", "0.3", "--max-tags", "6"]
+    from_shards = run("retag", tmp_path / "ray", "-m", native_bundle_dir, *selection, "-q")
+    from_file = run("retag", "all.jsonl", "-m", native_bundle_dir, *selection, "-q")
+    assert from_shards.code == 0, from_shards.stderr
+    assert from_shards.stdout == from_file.stdout and len(from_shards.stdout.splitlines()) == 20
+    for source, out in ((tmp_path / "ray", "a"), ("all.jsonl", "b")):
+        captions = ["-f", "txt", "--output-dir", tmp_path / out, "--rating-tag", "rating_{}"]
+        captions += selection
+        assert run("retag", source, "-m", native_bundle_dir, *captions, "-q").code == 0
+    assert caption_files(tmp_path / "a", ".txt") == caption_files(tmp_path / "b", ".txt")
+    # The model the shards name is found as it is for a results file.
+    named = run("retag", tmp_path / "ray", "-q")
+    assert named.code == 1 and "no model named" in named.stderr
+
+
+def test_a_folder_without_shards_is_refused(run, scored, native_bundle_dir, tmp_path):
+    result = run("retag", tmp_path, "-m", native_bundle_dir)
+    assert result.code == 2
+    assert "without the results shards of tag --ray" in result.stderr

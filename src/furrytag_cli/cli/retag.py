@@ -15,7 +15,9 @@ def retag_command(
     results: Annotated[
         Path,
         typer.Argument(
-            help="The JSONL or JSON that furrytag tag --all-scores wrote.", show_default=False
+            help="The JSONL or JSON that furrytag tag --all-scores wrote, or the output "
+            "folder of tag --ray.",
+            show_default=False,
         ),
     ],
     model: Annotated[
@@ -78,10 +80,11 @@ def retag_command(
             "give -o FILE for the results"
         )
     tag_options = options.selection(values)
+    records = _shard_records(results) if results.is_dir() else None
     if model is not None:
         bundle = resolve_bundle(model, home=cache_dir, offline=True)
     else:
-        found = results_model(results)
+        found = results_model(results, records)
         name = found.rpartition("@")[0]
         try:
             bundle = resolve_bundle(name, home=cache_dir, offline=True)
@@ -91,7 +94,7 @@ def retag_command(
                 f"give the bundle that tagged it with --model FOLDER (or furrytag download {name})"
             ) from None
     spec = options.fit_to_model(spec, values, bundle)
-    job = RetagJob(results, bundle, tag_options, spec)
+    job = RetagJob(results, bundle, tag_options, spec, records=records)
     summary = job.run()
     if summary.pipe_closed:
         raise typer.Exit(0)
@@ -119,3 +122,16 @@ def retag_command(
             f"({rate:,.0f} images/s) from {results}.",
             err=True,
         )
+
+
+def _shard_records(folder: Path):
+    """Reads the results shards of a ``tag --ray`` output folder afresh at each call."""
+    from furrytag_cli.distributed.shards import results_shards, shard_rows
+
+    shards = results_shards(folder)
+    if not shards:
+        raise UsageError(
+            f"{folder} is a folder without the results shards of tag --ray (part-*.parquet "
+            "or part-*.jsonl); retag reads those, or the JSONL or JSON of tag --all-scores"
+        )
+    return lambda: shard_rows(shards)

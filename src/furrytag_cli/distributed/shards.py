@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from furrytag_cli.core.atomic import AtomicFile
-from furrytag_cli.core.errors import OutputError
+from furrytag_cli.core.errors import DatasetError, OutputError
 from furrytag_cli.tagging.resume import Key, record_key
 
 FORMATS = ("parquet", "jsonl")
@@ -227,6 +227,26 @@ def read_shard(shard: Path, columns: list[str] | None = None) -> Iterator[dict]:
             # Maps come back as (key, value) pairs.
             row["tags"] = {h: dict(pairs) for h, pairs in row["tags"].items()}
         yield row
+
+
+def shard_rows(shards: Sequence[Path]) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of ``shards``, one shard in memory at a time."""
+    for shard in shards:
+        try:
+            for number, record in enumerate(read_shard(shard), start=1):
+                yield f"{shard} (row {number})", record
+        except ImportError:
+            raise DatasetError(
+                f"{shard} is a Parquet shard, which needs pyarrow: pip install "
+                "'furrytag[ray]', or tag with --ray -f jsonl"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read the shard {shard}: {exc}") from None
+
+
+def results_shards(folder: Path) -> list[Path]:
+    """The results shards of an output folder, of either format (none in another folder)."""
+    return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).shards()]
 
 
 def read_results(folder: Path) -> tuple[list[dict], list[dict]]:

@@ -73,9 +73,12 @@ def read_results(
     failure report (default: the one ``tag`` writes beside its output, when present).
     ``captions`` says how a folder's caption files are named and written.
     """
+    from furrytag_cli.distributed.shards import results_shards
+
     source = Path(source)
-    if source.is_dir() and _shards(source):
-        results, report = _read_shards(source, base), None
+    shards = results_shards(source) if source.is_dir() else []
+    if shards:
+        results, report = _read_shards(source, shards, base), None
     elif source.is_dir():
         results = _read_captions(source, captions or CaptionFiles())
         report = source / "furrytag-failures.tsv"
@@ -115,40 +118,19 @@ def _read_records(path: Path, base: Path | None) -> Results:
     return _from_records(path, _records(path), base)
 
 
-def _shards(folder: Path) -> list[Path]:
-    """The results shards of a ``tag --ray`` output folder (none in any other folder)."""
-    from furrytag_cli.distributed.shards import FORMATS, ShardFolder
+def _read_shards(folder: Path, shards: Sequence[Path], base: Path | None) -> Results:
+    from furrytag_cli.distributed.shards import shard_rows
 
-    return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).shards()]
-
-
-def _shard_rows(shards: Sequence[Path]) -> Iterator[tuple[str, object]]:
-    from furrytag_cli.distributed.shards import read_shard
-
-    for shard in shards:
-        try:
-            for number, record in enumerate(read_shard(shard), start=1):
-                yield f"{shard} (row {number})", record
-        except ImportError:
-            raise DatasetError(
-                f"{shard} is a Parquet shard, which needs pyarrow: pip install "
-                "'furrytag[ray]', or tag with --ray -f jsonl"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"cannot read the shard {shard}: {exc}") from None
-
-
-def _read_shards(folder: Path, base: Path | None) -> Results:
-    results = _from_records(folder, _shard_rows(_shards(folder)), base, results_folder=folder)
+    results = _from_records(folder, shard_rows(shards), base, results_folder=folder)
     results.failures = _shard_failures(folder)
     return results
 
 
 def _shard_failures(folder: Path) -> list[tuple[str, str]]:
-    from furrytag_cli.distributed.shards import FORMATS, ShardFolder
+    from furrytag_cli.distributed.shards import FORMATS, ShardFolder, shard_rows
 
     shards = [s for fmt in FORMATS for s in ShardFolder(folder, fmt).failure_shards()]
-    return [(str(row.get("path")), str(row.get("reason"))) for _, row in _shard_rows(shards)]
+    return [(str(row.get("path")), str(row.get("reason"))) for _, row in shard_rows(shards)]
 
 
 def _from_records(

@@ -1,5 +1,6 @@
 """Tags chosen again from saved scores, without the model: the JSONL or JSON that
-``furrytag tag --all-scores`` wrote → any of tag's outputs, with any selection options.
+``furrytag tag --all-scores`` wrote (or the shards of ``tag --ray``, read by the caller)
+→ any of tag's outputs, with any selection options.
 
 Each record's scores go through the same ``Predictor`` and the same sinks as in a tagging
 run, so the output is what ``tag`` writes with those options, byte for byte. The results
@@ -29,6 +30,9 @@ from furrytag_cli.tagging.sinks import CaptionSink, Result, TagSink, close_all
 BATCH = 512
 _READS = "retag reads the JSONL or JSON that furrytag tag --all-scores writes"
 
+# (where, record) of every result, read afresh at each call.
+Records = Callable[[], Iterator[tuple[str, dict]]]
+
 
 class ResultsError(UsageError):
     """A results file that retag cannot take its scores from."""
@@ -44,9 +48,10 @@ class RetagSummary:
     pipe_closed: bool = False
 
 
-def results_model(results: Path) -> str:
-    """The ``name@fingerprint`` of the model whose scores ``results`` holds (its first record)."""
-    for where, record in read_results(results):
+def results_model(results: Path, records: Records | None = None) -> str:
+    """The ``name@fingerprint`` of the model whose scores ``results`` holds (its first
+    record); ``records`` reads them (default: the JSONL or JSON file ``results``)."""
+    for where, record in (records or (lambda: read_results(results)))():
         model = record.get("model")
         if not isinstance(model, str):
             raise ResultsError(f'{where} names no "model"; {_READS}')
@@ -120,7 +125,8 @@ def _parse(line: bytes, where: str) -> dict:
 
 class RetagJob:
     """Writes ``spec``'s output from the scores in ``results``, as tagging with ``bundle``
-    and ``options`` would have."""
+    and ``options`` would have; ``records`` reads them (default: the JSONL or JSON file
+    ``results``)."""
 
     def __init__(
         self,
@@ -129,18 +135,20 @@ class RetagJob:
         options: TagOptions,
         spec: OutputSpec,
         *,
+        records: Records | None = None,
         stdout: TextIO | None = None,
     ):
         if spec.resume or spec.embeddings is not None:
             raise UsageError("retag writes its outputs afresh; --resume and --embeddings are tag's")
         self.results = Path(results)
+        self.records = records or (lambda: read_results(self.results))
         _check_target(self.results, spec)
         check_output(spec)
         self.spec = spec
         self.predictor = Predictor(bundle, options)
         self.model = bundle.model_id
         self.stdout = stdout or sys.stdout
-        found = results_model(self.results)
+        found = results_model(self.results, self.records)
         if found != self.model:
             raise ResultsError(
                 f"{self.results} holds the scores of model {found}, and the model given is "
@@ -156,7 +164,7 @@ class RetagJob:
         captions are kept or refused, before anything is written, as in a tagging run."""
         spec = self.spec
         paths = []
-        for where, record in read_results(self.results):
+        for where, record in self.records():
             self._read(where, record)
             paths.append(Path(record["path"]))
         folders = {str(p.parent.resolve()) for p in paths}
@@ -184,7 +192,7 @@ class RetagJob:
         )
         try:
             batch: list[Result] = []
-            for where, record in read_results(self.results):
+            for where, record in self.records():
                 if record["path"] in self.skip:
                     summary.skipped += 1
                     continue
