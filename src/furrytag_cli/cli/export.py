@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from furrytag_cli.cli.model_options import Normalized
+from furrytag_cli.cli.model_options import CacheDir, Normalized
 
 
 def export_command(
@@ -49,7 +49,7 @@ def export_command(
     offline: Annotated[
         bool, typer.Option(help="Never use the network; the model must be cached.")
     ] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    cache_dir: CacheDir = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress; only the files written.")
     ] = False,

@@ -1,5 +1,6 @@
 """Options about the model that several commands share."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,3 +15,4 @@ Normalized = Annotated[
         show_default=False,
     ),
 ]
+CacheDir = Annotated[Path | None, typer.Option(help="Model cache folder.")]

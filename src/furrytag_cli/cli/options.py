@@ -1,6 +1,9 @@
-"""The options ``tag`` and ``retag`` share: how scores become tags, the output, the caption
-rules, and ``--profile`` files holding any of them (flags given on the command line win)."""
+"""The options ``tag`` and ``retag`` share, declared once (``shared_options`` gives them to
+both): how scores become tags, the output, the caption rules, and ``--profile`` files
+holding any of them (flags given on the command line win)."""
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,6 +118,61 @@ SkipExisting = Annotated[bool, typer.Option(help="txt: skip images that already 
 Overwrite = Annotated[
     bool, typer.Option(help="Replace an existing output, embeddings or caption files.")
 ]
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the run's summary as JSON on stdout (with -o FILE or -f txt)."
+    ),
+]
+
+
+def _shared(
+    fmt: Fmt = None,
+    output: Output = None,
+    output_dir: OutputDir = None,
+    all_scores: AllScores = False,
+    long: Long = False,
+    underscores: Underscores = True,
+    escape_parens: EscapeParens = False,
+    prefix: Prefix = [],
+    suffix: Suffix = [],
+    order: Order = "score",
+    replace: Replace = [],
+    first: First = [],
+    rating_tag: RatingTag = None,
+    rating_at: RatingAt = "start",
+    separator: Separator = ", ",
+    caption_ext: CaptionExt = ".txt",
+    implied: Implied = None,
+    implications: Implications = None,
+    exclude_tags: ExcludeTags = [],
+    threshold: Threshold = None,
+    head_threshold: HeadThreshold = [],
+    tuned_thresholds: TunedThresholds = True,
+    thresholds: Thresholds = None,
+    top_k: TopK = None,
+    max_tags: MaxTags = None,
+    rating_cuts: RatingCuts = None,
+    heads: Heads = [],
+) -> None:
+    """The options of ``tag`` and ``retag`` that ``shared_options`` gives them, in the order
+    their --help lists them."""
+
+
+def shared_options(after: str) -> Callable[[Callable], Callable]:
+    """Give a command the options of ``_shared`` after its parameter ``after``; the command
+    takes them as ``**shared``."""
+
+    def give(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = [p.name for p in own].index(after) + 1
+        shared = list(inspect.signature(_shared).parameters.values())
+        command.__signature__ = signature.replace(parameters=own[:at] + shared + own[at:])
+        return command
+
+    return give
+
 
 # What a profile may hold, and how its values read: the options above by parameter name
 # (not --overwrite: replacing files takes the flag on the command line).

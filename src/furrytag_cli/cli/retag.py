@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli import options
+from furrytag_cli.cli.model_options import CacheDir
 from furrytag_cli.core.errors import FurrytagError, UsageError
 
 
+@options.shared_options(after="model")
 def retag_command(
     ctx: typer.Context,
     results: Annotated[
@@ -29,47 +31,16 @@ def retag_command(
             "is read. Default: the model the results name, from the cache.",
         ),
     ] = None,
-    fmt: options.Fmt = None,
-    output: options.Output = None,
-    output_dir: options.OutputDir = None,
-    all_scores: options.AllScores = False,
-    long: options.Long = False,
-    underscores: options.Underscores = True,
-    escape_parens: options.EscapeParens = False,
-    prefix: options.Prefix = [],
-    suffix: options.Suffix = [],
-    order: options.Order = "score",
-    replace: options.Replace = [],
-    first: options.First = [],
-    rating_tag: options.RatingTag = None,
-    rating_at: options.RatingAt = "start",
-    separator: options.Separator = ", ",
-    caption_ext: options.CaptionExt = ".txt",
-    implied: options.Implied = None,
-    implications: options.Implications = None,
-    exclude_tags: options.ExcludeTags = [],
-    threshold: options.Threshold = None,
-    head_threshold: options.HeadThreshold = [],
-    tuned_thresholds: options.TunedThresholds = True,
-    thresholds: options.Thresholds = None,
-    top_k: options.TopK = None,
-    max_tags: options.MaxTags = None,
-    rating_cuts: options.RatingCuts = None,
-    heads: options.Heads = [],
     skip_existing: options.SkipExisting = False,
     overwrite: options.Overwrite = False,
     profile: options.Profile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print the run's summary as JSON on stdout (with -o FILE or -f txt)."
-        ),
-    ] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    as_json: options.AsJson = False,
+    cache_dir: CacheDir = None,
+    **shared,
 ) -> None:
     """Tag again from saved scores (tag --all-scores) with other options, in seconds."""
-    values = options.with_profile(ctx, dict(locals()))
+    values = options.with_profile(ctx, {**locals(), **shared})
     from furrytag_cli.tagging.retag import RetagJob, results_model
     from furrytag_cli.tagging.tagger import resolve_bundle
 

@@ -9,11 +9,12 @@ import typer
 
 from furrytag_cli.cli import options
 from furrytag_cli.cli.conventions import PARTIAL, Device, Engine, Quantize
-from furrytag_cli.cli.model_options import Normalized
+from furrytag_cli.cli.model_options import CacheDir, Normalized
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.progress import Progress
 
 
+@options.shared_options(after="null")
 def tag_command(
     ctx: typer.Context,
     inputs: Annotated[
@@ -43,33 +44,6 @@ def tag_command(
     null: Annotated[
         bool, typer.Option("-0", "--null", help="Paths from stdin/@LIST are NUL-separated.")
     ] = False,
-    fmt: options.Fmt = None,
-    output: options.Output = None,
-    output_dir: options.OutputDir = None,
-    all_scores: options.AllScores = False,
-    long: options.Long = False,
-    underscores: options.Underscores = True,
-    escape_parens: options.EscapeParens = False,
-    prefix: options.Prefix = [],
-    suffix: options.Suffix = [],
-    order: options.Order = "score",
-    replace: options.Replace = [],
-    first: options.First = [],
-    rating_tag: options.RatingTag = None,
-    rating_at: options.RatingAt = "start",
-    separator: options.Separator = ", ",
-    caption_ext: options.CaptionExt = ".txt",
-    implied: options.Implied = None,
-    implications: options.Implications = None,
-    exclude_tags: options.ExcludeTags = [],
-    threshold: options.Threshold = None,
-    head_threshold: options.HeadThreshold = [],
-    tuned_thresholds: options.TunedThresholds = True,
-    thresholds: options.Thresholds = None,
-    top_k: options.TopK = None,
-    max_tags: options.MaxTags = None,
-    rating_cuts: options.RatingCuts = None,
-    heads: options.Heads = [],
     embeddings: Annotated[
         Path | None, typer.Option(help="Write feature vectors to FILE.npy (+ FILE.paths.txt).")
     ] = None,
@@ -99,16 +73,11 @@ def tag_command(
     skip_existing: options.SkipExisting = False,
     overwrite: options.Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print the run's summary as JSON on stdout (with -o FILE or -f txt)."
-        ),
-    ] = False,
+    as_json: options.AsJson = False,
     offline: Annotated[
         bool, typer.Option(help="Never use the network; the model must be cached.")
     ] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    cache_dir: CacheDir = None,
     gallery: Annotated[
         Path | None,
         typer.Option(help="Then write an HTML gallery of the results here (furrytag gallery)."),
@@ -130,9 +99,10 @@ def tag_command(
     gpus_per_worker: Annotated[float, typer.Option(help="--ray: GPUs per model worker.")] = 0.0,
     cpus_per_worker: Annotated[float, typer.Option(help="--ray: CPUs per model worker.")] = 1.0,
     shard_rows: Annotated[int, typer.Option(help="--ray: images per output shard.")] = 10_000,
+    **shared,
 ) -> None:
     """Tag images with e621-style tags, per category, and a rating."""
-    values = options.with_profile(ctx, dict(locals()))
+    values = options.with_profile(ctx, {**locals(), **shared})
     from furrytag_cli.cli import tag_ray
 
     if ray or ray_address is not None:
