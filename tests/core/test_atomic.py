@@ -51,3 +51,21 @@ def test_a_missing_folder_is_an_os_error_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_text(tmp_path / "missing" / "x.txt", "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_takes_only_old_temporary_files_of_the_suffix(tmp_path):
+    import os
+    import time
+
+    from furrytag_cli.core.atomic import remove_stale
+
+    names = [".a.txt.0123abcd.tmp", ".b.txt.89abcdef.tmp", ".a.json.0123abcd.tmp", "a.txt"]
+    names += [".a.txt.0123abcd.tmp.keep", ".a.txt.xyz.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    old = time.time() - 60
+    for name in names[1:]:
+        os.utime(tmp_path / name, (old, old))
+    assert remove_stale(tmp_path, ".txt", before=time.time() - 30) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[:1] + names[2:])
+    assert remove_stale(tmp_path / "missing", ".txt", before=time.time()) == 0

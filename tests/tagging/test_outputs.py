@@ -95,6 +95,25 @@ def test_a_caption_that_cannot_be_written_fails_only_its_image(run, native_bundl
     assert leftovers(tmp_path / "cap") == []
 
 
+def test_a_caption_run_removes_what_a_killed_one_left_half_written(
+    run, native_bundle_dir, tmp_path
+):
+    write_good_images(tmp_path / "cap")
+    folder = tmp_path / "cap"
+    stale = folder / ".photo.txt.0badf00d.tmp"  # a caption write killed before its rename
+    live = folder / ".alpha.txt.1234abcd.tmp"  # another run's write, under way
+    other = folder / ".notes.md.0badf00d.tmp"
+    for path in (stale, live, other):
+        path.write_text("fox, wol")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(live, (time.time() + 3600, time.time() + 3600))
+    result = run("tag", folder, "-m", native_bundle_dir, "-f", "txt")
+    assert result.code == 0, result.stderr
+    assert not stale.exists() and live.exists() and other.exists()
+    assert (folder / "photo.txt").read_text() != "fox, wol"
+
+
 def test_captions_are_never_written_through_a_link_out_of_the_output_folder(
     run, native_bundle_dir, tmp_path
 ):

@@ -8,6 +8,7 @@ file gets the permissions a plain ``open`` would give it (the umask applies).
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import IO
@@ -84,6 +85,28 @@ def write_text(target: Path, text: str, *, encoding: str = "utf-8", sync: bool =
     with AtomicFile(target, "w", encoding=encoding, sync=sync) as handle:
         handle.write(text)
     return Path(target)
+
+
+def remove_stale(folder: Path, suffix: str, before: float) -> int:
+    """Remove the temporary files that writes of ``*<suffix>`` files in ``folder`` left
+    when killed (last changed before ``before``, a time; a live write's file is newer).
+    Return how many were removed."""
+    pattern = re.compile(rf"\..+{re.escape(suffix)}\.[0-9a-f]{{8}}\.tmp")
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < before:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
 
 
 def _create_beside(target: Path) -> tuple[Path, int]:

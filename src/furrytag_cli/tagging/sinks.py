@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import IO, TextIO
 import numpy as np
 
 from furrytag_cli.captions.style import CaptionStyle
-from furrytag_cli.core.atomic import AtomicFile, write_text
+from furrytag_cli.core.atomic import AtomicFile, remove_stale, write_text
 from furrytag_cli.core.errors import OutputError
 from furrytag_cli.tagging.discovery import display_path
 from furrytag_cli.tagging.predict import Tagging
@@ -362,6 +363,8 @@ class CaptionSink(TagSink):
     When two inputs share a stem in one folder (``a.png``, ``a.jpg``), both captions keep
     the image's extension (``a.png.txt``, ``a.jpg.txt``) so neither overwrites the other.
     A caption that cannot be written is that image's failure; the others are still written.
+    The temporary files of captions a killed run was writing are removed from each folder
+    it writes in.
     """
 
     def __init__(
@@ -380,6 +383,7 @@ class CaptionSink(TagSink):
             stems[key] = stems.get(key, 0) + 1
         self.clashing = {k for k, n in stems.items() if n > 1}
         self.folders: set[Path] = set()  # made already
+        self.started = time.time()
 
     def caption_path(self, image: Path) -> Path:
         name = image.name if (str(image.parent), image.stem) in self.clashing else image.stem
@@ -401,6 +405,7 @@ class CaptionSink(TagSink):
             try:
                 if target.parent not in self.folders:
                     target.parent.mkdir(parents=True, exist_ok=True)
+                    remove_stale(target.parent, self.style.extension, self.started)
                     self.folders.add(target.parent)
                 caption = self.style.format(result.tagging.tags, result.tagging.rating)
                 # One small file per image: not worth waiting for the disk each time.
