@@ -106,14 +106,28 @@ def test_a_short_run_converts_after_its_last_batch(native_copy, tmp_path):
     assert tagger.engine.model_path.is_file()
 
 
-def test_a_long_run_converts_from_its_first_batch(native_copy, tmp_path):
-    paths = sorted(write_good_images(tmp_path / "img").values())
-    tagger = Tagger(native_copy, engine="auto", device="cpu", batch_size=4, notify=None)
-    batches = tagger.score_batches(paths * (EAGER_IMAGES // len(paths) + 1))
-    next(batches)
-    assert tagger.engine.conversion is not None
-    batches.close()
-    assert tagger.engine.conversion.wait(timeout=600) == 0
+def test_a_long_run_on_many_cores_converts_alongside_from_its_first_batch(native_copy):
+    bundle = load_bundle(native_copy)
+    engine = InterimEngine(bundle, cores=8)
+    engine.expect(EAGER_IMAGES)
+    assert engine.conversion is not None
+    first = engine(images(3))
+    assert engine.conversion.wait(timeout=600) == 0
+    assert_same_scores(first, engine(images(3)), embeddings=False)
+    assert engine.name == "keras, then lite"
+
+
+def test_a_long_run_on_few_cores_converts_before_its_first_batch(native_copy, tmp_path):
+    notes = []
+    bundle = load_bundle(native_copy)
+    engine = InterimEngine(bundle, cores=2, notify=notes.append)
+    engine.expect(EAGER_IMAGES)
+    assert engine.conversion is None and engine.model_path.is_file()
+    assert len(notes) == 1 and notes[0].startswith(f"converting {bundle.name!r} for the lite")
+    assert_same_scores(KerasEngine(bundle)(images(3)), engine(images(3)), embeddings=False)
+    assert engine.name == "lite"
+    engine.finish()
+    assert engine.conversion is None
 
 
 def options(eager: bool = True) -> str:

@@ -11,17 +11,19 @@ converting the same model twice, and a killed conversion leaves only temporary f
 ``<model file>.failed``, and later runs use the keras engine without trying again
 until the bundle or TensorFlow changes.
 
-When: converting competes with the keras engine for the cores, and the two together
-get less done than one after the other. The conversion pays only when the images left
-after it are many: it costs what the keras engine spends on 600–1,200 images
-(EfficientNetV2-B3@300 on 2 cores: 50 s at 23 img/s on an AVX-512 Xeon, 75 s at
-9 img/s on an AVX2 EPYC), and the lite engine saves a third to a half of the keras
-engine's time per image, so the break-even lies near 2,000 images (``EAGER_IMAGES``).
-A shorter run starts its conversion when its last batch is done, at the lowest
-priority, for the next run; a longer one converts from its first batch at normal
-priority and moves to the lite engine as soon as it can. Callers that score batches
-of their own without saying how many (the ``Tagger.scores`` API) start it at once,
-at the lowest priority, on what their work leaves idle.
+When: the conversion pays only when the images left after it are many: it costs what
+the keras engine spends on 600–1,200 images (EfficientNetV2-B3@300 on 2 cores: 50 s at
+23 img/s on an AVX-512 Xeon, 75 s at 9 img/s on an AVX2 EPYC), and the lite engine
+saves a third to a half of the keras engine's time per image, so the break-even lies
+near 2,000 images (``EAGER_IMAGES``). A shorter run tags with the keras engine and
+starts the conversion when its last batch is done, at the lowest priority, for the next
+run. A longer one converts at once: in the background at normal priority, the keras
+engine tagging meanwhile, where the cores are many (``SPARE_CORES``: the conversion
+keeps about one busy); on fewer, in the run before its first batch, since there the
+two get less done side by side than one after the other (1,000 images of B3 on 2
+cores: 113 s side by side, 96 s one after the other). Callers that score batches of
+their own without saying how many (the ``Tagger.scores`` API) start it at once, at the
+lowest priority, on what their work leaves idle.
 
 ``FURRYTAG_BACKGROUND_CONVERSION=0`` converts in the run itself, before the first batch,
 for machines where no process may outlive its job (batch schedulers that reap strays).
@@ -36,12 +38,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from furrytag_cli.core.errors import ConfigError, FurrytagError
+from furrytag_cli.core.machine import cpu_threads
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.engines.keras import KerasEngine
-from furrytag_cli.engines.lite import LiteEngine, cache_path
+from furrytag_cli.engines.lite import LiteConversionError, LiteEngine, cache_path
 from furrytag_cli.model.bundle import Bundle
 
 EAGER_IMAGES = 2000
+SPARE_CORES = 4
 FAILED = ".failed"
 ENV = "FURRYTAG_BACKGROUND_CONVERSION"
 
@@ -101,25 +105,42 @@ class InterimEngine:
         quantize: str = "none",
         notify: Callable[[str], None] | None = None,
         home: Path | None = None,
+        cores: int | None = None,
     ):
         self.bundle = bundle
         self.embeddings = embeddings
         self._lite_options = {"embeddings": embeddings, "quantize": quantize, "home": home}
         self.model_path = cache_path(bundle, quantize, home)
         self._notify = notify
-        self._keras: KerasEngine | None = KerasEngine(bundle, embeddings=embeddings)
+        self.cores = cores or cpu_threads()
+        # Loaded at the first batch it tags: a long run on few cores never needs it.
+        self._keras: KerasEngine | None = None
         self._lite: LiteEngine | None = None
+        self._used: list[str] = []
         self.conversion: subprocess.Popen | None = None
         self._planned = False
 
     @property
     def name(self) -> str:
-        return "keras" if self._lite is None else "keras, then lite"
+        return ", then ".join(self._used) or "keras"
 
     def expect(self, images: int) -> None:
-        """Plan the conversion for a run of ``images`` images: a long run starts it now,
-        a short one when it calls ``finish`` (see the module's note)."""
-        self._plan(now=images >= EAGER_IMAGES)
+        """Plan the conversion for a run of ``images`` images (see the module's note): a
+        long run converts first on fewer than ``SPARE_CORES`` cores, else in the
+        background from now; a short one when it calls ``finish``."""
+        if images >= EAGER_IMAGES and self.cores < SPARE_CORES:
+            self._convert_here()
+        else:
+            self._plan(now=images >= EAGER_IMAGES)
+
+    def _convert_here(self) -> None:
+        self._planned = True
+        try:
+            self._lite = LiteEngine(self.bundle, notify=self._notify, **self._lite_options)
+        except LiteConversionError as exc:
+            failure_path(self.model_path).write_text(str(exc) + "\n", encoding="utf-8")
+            if self._notify is not None:
+                self._notify(f"{exc}; using the keras engine instead")
 
     def _plan(self, *, now: bool, eager: bool = True) -> None:
         self._planned = True
@@ -137,7 +158,8 @@ class InterimEngine:
 
     def finish(self) -> None:
         """The run's last batch is done: start a conversion it left for later."""
-        self._start(eager=False)
+        if self._lite is None:
+            self._start(eager=False)
 
     def _start(self, *, eager: bool) -> None:
         if self.conversion is None:
@@ -155,7 +177,7 @@ class InterimEngine:
             self._take_over()
         if self._lite is None:
             try:
-                return self._keras(batch)
+                return self._run_keras(batch)
             except FurrytagError:
                 # The keras engine cannot run this model here (grouped convolutions on a
                 # CPU): the lite engine can, once converted.
@@ -164,7 +186,18 @@ class InterimEngine:
                 self._take_over()
                 if self._lite is None:
                     raise
+        self._using("lite")
         return self._lite(batch)
+
+    def _run_keras(self, batch) -> Scores:
+        if self._keras is None:
+            self._keras = KerasEngine(self.bundle, embeddings=self.embeddings)
+        self._using("keras")
+        return self._keras(batch)
+
+    def _using(self, name: str) -> None:
+        if not self._used or self._used[-1] != name:
+            self._used.append(name)
 
     def _take_over(self) -> None:
         self._lite = LiteEngine.cached(self.bundle, **self._lite_options)
@@ -176,7 +209,6 @@ def main(argv: list[str]) -> int:
     """The detached conversion: ``BUNDLE_PATH OPTIONS_JSON``."""
     from filelock import Timeout
 
-    from furrytag_cli.core.machine import cpu_threads
     from furrytag_cli.engines.lite import convert_cached, open_runner
     from furrytag_cli.model.loading import load_bundle
 
