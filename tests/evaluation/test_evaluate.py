@@ -444,6 +444,16 @@ def test_bad_options(packed, capsys, monkeypatch, args, message):
     assert message in result.stderr
 
 
+def test_caption_options_are_refused_where_they_cannot_apply(packed, capsys, monkeypatch, tmp_path):
+    data, _, bundle, _ = packed
+    loose = run(capsys, monkeypatch, "-m", bundle, "--data", data, "--separator", " | ")
+    assert loose.code == 2 and "say how --labels-from-captions are written" in loose.stderr
+    empty = run(
+        capsys, monkeypatch, "-m", bundle, "--labels-from-captions", tmp_path, "--separator", ""
+    )
+    assert empty.code == 2 and "--separator must not be empty" in empty.stderr
+
+
 def test_a_split_not_among_the_choices_is_a_usage_error(packed, capsys, monkeypatch):
     data, _, bundle, _ = packed
     result = run(capsys, monkeypatch, "-m", bundle, "--data", data, "--split", "dev")

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from furrytag_cli.core.errors import UsageError
+
 
 @dataclass(frozen=True)
 class CaptionFiles:
@@ -10,6 +12,10 @@ class CaptionFiles:
 
     extension: str = ".txt"
     separator: str = ", "
+
+    def __post_init__(self) -> None:
+        if not self.separator:
+            raise UsageError("--separator must not be empty; the default is ', '")
 
     def split(self, text: str) -> list[str]:
         mark = self.separator.strip() or self.separator

@@ -5,7 +5,7 @@ a usage error naming them, ``--help`` lists them and shell completion offers the
 library checks the same values for Python callers (tests keep the two lists equal).
 """
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import typer
 
@@ -14,6 +14,7 @@ Engine = Literal["auto", "keras", "lite", "onnx"]
 Quantize = Literal["none", "dynamic", "float16"]
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
+CaptionExtension = Literal[".txt", ".caption"]
 
 SUCCESS = 0
 ERROR = 1
@@ -52,6 +53,15 @@ def split_choices(values: list[str] | None, choices: tuple[str, ...], option: st
 def complete_from(choices: tuple[str, ...]):
     """Shell completion of one of ``choices`` (for list options that also take commas)."""
     return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
+
+
+def caption_options(scope: str) -> tuple[type, type]:
+    """The ``--caption-ext`` and ``--separator`` options of caption files (defaults ".txt"
+    and ", "), their help starting with ``scope``: where they apply."""
+    return (
+        Annotated[CaptionExtension, typer.Option(help=f"{scope}: the caption files' extension.")],
+        Annotated[str, typer.Option(help=f"{scope}: what separates the tags of a caption.")],
+    )
 
 
 class MissingOption(typer.BadParameter):

@@ -3,13 +3,15 @@
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from furrytag_cli.cli.conventions import PARTIAL, Device, Split
+from furrytag_cli.cli.conventions import PARTIAL, Device, Split, caption_options
 from furrytag_cli.cli.model_options import Normalized
 from furrytag_cli.core.errors import FurrytagError
+
+CaptionExt, Separator = caption_options("--labels-from-captions")
 
 
 def evaluate_command(
@@ -44,13 +46,8 @@ def evaluate_command(
             "tags are the labels (thresholds are tuned on them, to your taste).",
         ),
     ] = None,
-    caption_ext: Annotated[
-        Literal[".txt", ".caption"],
-        typer.Option(help="--labels-from-captions: the caption files' extension."),
-    ] = ".txt",
-    separator: Annotated[
-        str, typer.Option(help="--labels-from-captions: what separates the tags of a caption.")
-    ] = ", ",
+    caption_ext: CaptionExt = ".txt",
+    separator: Separator = ", ",
     tune_on: Annotated[
         str,
         typer.Option(

@@ -2,10 +2,11 @@
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from furrytag_cli.cli.conventions import caption_options
 from furrytag_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from furrytag_cli.gallery.results import Results
     from furrytag_cli.tagging.job import OutputSpec
     from furrytag_cli.tagging.tagger import Tagger
+
+CaptionExt, Separator = caption_options("A caption folder (tag -f txt)")
 
 
 def gallery_command(
@@ -47,13 +50,8 @@ def gallery_command(
         Path | None,
         typer.Option(help="The run's failure report (default: RESULTS.failures.tsv when present)."),
     ] = None,
-    caption_ext: Annotated[
-        Literal[".txt", ".caption"],
-        typer.Option(help="A caption folder: the caption files' extension (tag --caption-ext)."),
-    ] = ".txt",
-    separator: Annotated[
-        str, typer.Option(help="A caption folder: what separates tags (tag --separator).")
-    ] = ", ",
+    caption_ext: CaptionExt = ".txt",
+    separator: Separator = ", ",
     workers: Annotated[
         int | None, typer.Option(help="Processes making thumbnails (default: every core).")
     ] = None,
@@ -69,8 +67,6 @@ def gallery_command(
         raise UsageError(f"--threshold must be between 0 and 1; received {threshold}")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1; received {workers}")
-    if not separator:
-        raise UsageError("--separator must not be empty; the default is ', '")
     captions = CaptionFiles(extension=caption_ext, separator=separator)
     loaded = read_results(results, base=base, failures=failures, captions=captions)
     table, named = None, None

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from furrytag_cli.cli.conventions import split_commas
+from furrytag_cli.cli.conventions import caption_options, split_commas
 from furrytag_cli.core.errors import UsageError
 
 Format = Literal["jsonl", "json", "csv", "txt"]
@@ -67,10 +67,7 @@ RatingTag = Annotated[
     ),
 ]
 RatingAt = Annotated[Literal["start", "end"], typer.Option(help="txt: where the rating tag goes.")]
-Separator = Annotated[str, typer.Option(help="txt: what separates the tags of a caption.")]
-CaptionExt = Annotated[
-    Literal[".txt", ".caption"], typer.Option(help="txt: the caption files' extension.")
-]
+CaptionExt, Separator = caption_options("txt")
 Implied = Annotated[
     Literal["drop", "add"] | None,
     typer.Option(
