@@ -34,20 +34,20 @@ def packed(tmp_path_factory):
     return data, categories, first, second
 
 
-def run(capsys, monkeypatch, *args):
-    return invoke(capsys, monkeypatch, "evaluate", *map(str, args))
+@pytest.fixture
+def evaluate(capsys, monkeypatch):
+    """Runs ``furrytag evaluate`` with the given arguments in this process."""
+    return lambda *args: invoke(capsys, monkeypatch, "evaluate", *map(str, args))
 
 
-def test_split_scores_match_the_model_and_labels(packed, capsys, monkeypatch, tmp_path):
+def test_split_scores_match_the_model_and_labels(packed, evaluate, tmp_path):
     import keras
 
     from furrytag_cli.dataset.records import read_split
     from furrytag_cli.model.preprocess import preprocess_image
 
     data, categories, bundle, _ = packed
-    result = run(
-        capsys,
-        monkeypatch,
+    result = evaluate(
         "--model",
         bundle,
         "--data",
@@ -78,22 +78,11 @@ def test_split_scores_match_the_model_and_labels(packed, capsys, monkeypatch, tm
     assert list(metrics["settings"]) == ["fixed 0.5"]
 
 
-def test_tuning_on_val_report_and_cached_rerun(packed, capsys, monkeypatch, tmp_path):
+def test_tuning_on_val_report_and_cached_rerun(packed, evaluate, tmp_path):
     data, _, bundle, _ = packed
     report, scores = tmp_path / "report", tmp_path / "scores"
-    first = run(
-        capsys,
-        monkeypatch,
-        "--model",
-        bundle,
-        "--data",
-        data,
-        "--scores",
-        scores,
-        "--report",
-        report,
-        "--json",
-    )
+    cached = ("--model", bundle, "--data", data, "--scores", scores)
+    first = evaluate(*cached, "--report", report, "--json")
     assert first.code == 0, first.stderr
     settings = json.loads(first.stdout)["tiny-test"]["settings"]
     assert list(settings) == ["fixed 0.5", "global P=R", "global best F1", "per head", "per tag"]
@@ -109,73 +98,32 @@ def test_tuning_on_val_report_and_cached_rerun(packed, capsys, monkeypatch, tmp_
     assert (report / "pr_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Tag metrics" in first.stderr and "Rating" in first.stderr
 
-    again = run(
-        capsys,
-        monkeypatch,
-        "--model",
-        bundle,
-        "--data",
-        data,
-        "--scores",
-        scores,
-        "--threshold",
-        "0.3",
-        "--json",
-        "-q",
-    )
+    again = evaluate(*cached, "--threshold", "0.3", "--json", "-q")
     assert again.code == 0, again.stderr
     rerun = json.loads(again.stdout)["tiny-test"]["settings"]
     assert "fixed 0.3" in rerun
     assert rerun["per tag"] == settings["per tag"]
 
 
-def test_cached_scores_of_another_model_are_refused(packed, capsys, monkeypatch, tmp_path):
+def test_cached_scores_of_another_model_are_refused(packed, evaluate, tmp_path):
     data, _, bundle, other = packed
     copy = tmp_path / "b" / "tiny-test"
     shutil.copytree(other, copy)
-    assert (
-        run(
-            capsys,
-            monkeypatch,
-            "-m",
-            bundle,
-            "--data",
-            data,
-            "--scores",
-            tmp_path / "s",
-            "--tune-on",
-            "none",
-            "-q",
-        ).code
-        == 0
-    )
-    refused = run(
-        capsys,
-        monkeypatch,
-        "-m",
-        copy,
-        "--data",
-        data,
-        "--scores",
-        tmp_path / "s",
-        "--tune-on",
-        "none",
-        "-q",
-    )
+    cached = ("--data", data, "--scores", tmp_path / "s", "--tune-on", "none", "-q")
+    assert evaluate("-m", bundle, *cached).code == 0
+    refused = evaluate("-m", copy, *cached)
     assert refused.code == 1
     assert (
         "holds the scores of tiny-test@" in refused.stderr and "delete this one" in refused.stderr
     )
 
 
-def test_written_thresholds_are_used_by_tag(packed, capsys, monkeypatch, tmp_path):
+def test_written_thresholds_are_used_by_tag(packed, evaluate, capsys, monkeypatch, tmp_path):
     data, categories, bundle, _ = packed
     copy = tmp_path / "tuned-bundle"
     shutil.copytree(bundle, copy)
     saved = tmp_path / "thresholds.yaml"
-    result = run(
-        capsys,
-        monkeypatch,
+    result = evaluate(
         "-m",
         copy,
         "--data",
@@ -232,45 +180,41 @@ def test_written_thresholds_are_used_by_tag(packed, capsys, monkeypatch, tmp_pat
     assert json.loads(from_file.stdout)["tags"] == row["tags"]
 
 
-def test_write_thresholds_refuses_cached_downloads(packed, capsys, monkeypatch, furrytag_home):
+def test_write_thresholds_refuses_cached_downloads(packed, evaluate, furrytag_home):
     data, _, bundle, _ = packed
     inside = furrytag_home / "models" / "tiny" / "unpacked" / "tiny-test"
     shutil.copytree(bundle, inside)
-    result = run(capsys, monkeypatch, "-m", inside, "--data", data, "--write-thresholds", "-q")
+    result = evaluate("-m", inside, "--data", data, "--write-thresholds", "-q")
     assert result.code == 1
     assert "cached download" in result.stderr and "--save-thresholds" in result.stderr
 
 
-def test_compare_two_models(packed, capsys, monkeypatch, tmp_path):
+def test_compare_two_models(packed, evaluate, tmp_path):
     data, _, first, second = packed
     copy = tmp_path / "other"
     shutil.copytree(second, copy)
     (copy / "furrytag.yaml").write_text(
         (copy / "furrytag.yaml").read_text().replace("name: tiny-test", "name: tiny-other")
     )
-    result = run(
-        capsys, monkeypatch, "-m", first, "-m", copy, "--data", data, "--report", tmp_path / "r"
-    )
+    result = evaluate("-m", first, "-m", copy, "--data", data, "--report", tmp_path / "r")
     assert result.code == 0, result.stderr
     assert "Models compared (thresholds: per tag)" in result.stdout
     assert "tiny-test" in result.stdout and "tiny-other" in result.stdout
     assert (tmp_path / "r" / "tiny-other" / "metrics.json").is_file()
 
 
-def test_quiet_means_silent_even_when_the_engine_converts(packed, capsys, monkeypatch, tmp_path):
+def test_quiet_means_silent_even_when_the_engine_converts(packed, evaluate, tmp_path):
     data, _, first, _ = packed
     fresh = tmp_path / "fresh"
     shutil.copytree(first, fresh)
-    result = run(capsys, monkeypatch, "-m", fresh, "--data", data, "-q")
+    result = evaluate("-m", fresh, "--data", data, "-q")
     assert result.code == 0 and result.stderr == "" and result.stdout == ""
     assert (tmp_path / "fresh.lite").is_dir()
 
 
-def test_models_that_share_a_name_are_told_apart(packed, capsys, monkeypatch, tmp_path):
+def test_models_that_share_a_name_are_told_apart(packed, evaluate, tmp_path):
     data, _, first, second = packed
-    result = run(
-        capsys,
-        monkeypatch,
+    result = evaluate(
         "-m",
         first,
         "-m",
@@ -287,7 +231,7 @@ def test_models_that_share_a_name_are_told_apart(packed, capsys, monkeypatch, tm
     assert all(label in result.stdout for label in labels)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(labels)
     assert len(list((tmp_path / "scores").glob("tiny-test@*.test.npz"))) == 2
-    twice = run(capsys, monkeypatch, "-m", first, "-m", first, "--data", data)
+    twice = evaluate("-m", first, "-m", first, "--data", data)
     assert twice.code == 1 and "is the same model as --model" in twice.stderr
 
 
@@ -298,7 +242,7 @@ def write_images(folder, count):
         Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(folder / f"{i}.jpg")
 
 
-def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
+def test_labels_file_with_a_broken_image(packed, evaluate, tmp_path):
     _, categories, bundle, _ = packed
     write_images(tmp_path / "art", 4)
     (tmp_path / "art" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
@@ -307,7 +251,7 @@ def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
     lines.append("art/broken.jpg,,e")
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(lines) + "\n")
-    result = run(capsys, monkeypatch, "-m", bundle, "--labels", labels, "--json")
+    result = evaluate("-m", bundle, "--labels", labels, "--json")
     assert result.code == 3, result.stderr  # finished, some inputs failed
     metrics = json.loads(result.stdout)["tiny-test"]
     assert metrics["images"] == 4
@@ -317,16 +261,14 @@ def test_labels_file_with_a_broken_image(packed, capsys, monkeypatch, tmp_path):
         and "1 image(s) of tiny-test could not be read" in result.stderr
     )
     assert metrics["rating"]["confusion"][0] and sum(map(sum, metrics["rating"]["confusion"])) == 4
-    missing = run(
-        capsys, monkeypatch, "-m", bundle, "--labels", labels, "--tune-on", tmp_path / "nope.csv"
-    )
+    missing = evaluate("-m", bundle, "--labels", labels, "--tune-on", tmp_path / "nope.csv")
     assert (
         missing.code == 1 and f"--tune-on {tmp_path / 'nope.csv'} does not exist" in missing.stderr
     )
 
 
 def test_reviewed_captions_are_labels_that_tune_thresholds_for_tag(
-    packed, capsys, monkeypatch, tmp_path
+    packed, evaluate, capsys, monkeypatch, tmp_path
 ):
     _, categories, bundle, _ = packed
     art = tmp_path / "art"
@@ -338,9 +280,7 @@ def test_reviewed_captions_are_labels_that_tune_thresholds_for_tag(
         kept = [tags[j].replace("_", " ").upper() for j in range(len(tags)) if (i + j) % 3 == 0]
         (art / f"{i}.txt").write_text(", ".join(["my_trigger", *kept, "rating:safe"]) + "\n")
     saved = tmp_path / "mine.yaml"
-    result = run(
-        capsys,
-        monkeypatch,
+    result = evaluate(
         "-m",
         bundle,
         "--labels-from-captions",
@@ -366,15 +306,14 @@ def test_reviewed_captions_are_labels_that_tune_thresholds_for_tag(
         text = (art / f"{i}.txt").read_text().rstrip("\n")
         (art / f"{i}.caption").write_text(text.replace(", ", " | ") + "\n")
         (art / f"{i}.txt").unlink()
-    other_files = run(
-        capsys, monkeypatch, "-m", bundle, "--labels-from-captions", art, "--min-support", "1",
+    other_files = evaluate("-m", bundle, "--labels-from-captions", art, "--min-support", "1",
         "--caption-ext", ".caption", "--separator", " | ", "--json",
     )  # fmt: skip
     assert other_files.code == 0, other_files.stderr
     assert other_files.stdout == result.stdout
     empty = tmp_path / "empty"
     write_images(empty, 1)
-    none = run(capsys, monkeypatch, "-m", bundle, "--labels-from-captions", empty)
+    none = evaluate("-m", bundle, "--labels-from-captions", empty)
     assert none.code == 1 and "no image in" in none.stderr
 
 
@@ -436,38 +375,36 @@ def test_bad_labels_files(tmp_path, name, text, message):
         ),
     ],
 )
-def test_bad_options(packed, capsys, monkeypatch, args, message):
+def test_bad_options(packed, evaluate, args, message):
     data, _, bundle, _ = packed
     with_data = ("--data", data) if args else ()
-    result = run(capsys, monkeypatch, "-m", bundle, *with_data, *args)
+    result = evaluate("-m", bundle, *with_data, *args)
     assert result.code == 1
     assert message in result.stderr
 
 
-def test_caption_options_are_refused_where_they_cannot_apply(packed, capsys, monkeypatch, tmp_path):
+def test_caption_options_are_refused_where_they_cannot_apply(packed, evaluate, tmp_path):
     data, _, bundle, _ = packed
-    loose = run(capsys, monkeypatch, "-m", bundle, "--data", data, "--separator", " | ")
+    loose = evaluate("-m", bundle, "--data", data, "--separator", " | ")
     assert loose.code == 2 and "say how --labels-from-captions are written" in loose.stderr
-    empty = run(
-        capsys, monkeypatch, "-m", bundle, "--labels-from-captions", tmp_path, "--separator", ""
-    )
+    empty = evaluate("-m", bundle, "--labels-from-captions", tmp_path, "--separator", "")
     assert empty.code == 2 and "--separator must not be empty" in empty.stderr
 
 
-def test_a_split_not_among_the_choices_is_a_usage_error(packed, capsys, monkeypatch):
+def test_a_split_not_among_the_choices_is_a_usage_error(packed, evaluate):
     data, _, bundle, _ = packed
-    result = run(capsys, monkeypatch, "-m", bundle, "--data", data, "--split", "dev")
+    result = evaluate("-m", bundle, "--data", data, "--split", "dev")
     assert result.code == 2 and "'dev' is not one of 'train', 'val', 'test'" in result.stderr
 
 
-def test_missing_split_says_how_to_get_it(packed, capsys, monkeypatch, tmp_path):
+def test_missing_split_says_how_to_get_it(packed, evaluate, tmp_path):
     data, categories, bundle, _ = packed
     from furrytag_cli.dataset.pack import pack_dataset
 
     only_train = tmp_path / "only-train"
     shutil.copytree(data, only_train, ignore=shutil.ignore_patterns("shards"))
     pack_dataset(only_train, 32, categories, splits=("train", "test"))
-    result = run(capsys, monkeypatch, "-m", bundle, "--data", only_train)
+    result = evaluate("-m", bundle, "--data", only_train)
     assert result.code == 1
     assert "no examples in split 'val' to tune thresholds on" in result.stderr
     assert "--tune-on none" in result.stderr

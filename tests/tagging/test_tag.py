@@ -568,32 +568,9 @@ def test_resume_reads_paths_with_unusual_line_breaks(run, native_bundle_dir, gal
     odd = tmp_path / "art" / "odd\u2028name\x85.png"
     odd.parent.mkdir()
     shutil.copy(good["alpha.png"], odd)
-    out = tmp_path / "out.jsonl"
-    assert (
-        run(
-            "tag",
-            odd.parent,
-            "-m",
-            native_bundle_dir,
-            "-o",
-            out,
-            "--embeddings",
-            tmp_path / "e.npy",
-            "-q",
-        ).code
-        == 0
-    )
-    again = run(
-        "tag",
-        odd.parent,
-        "-m",
-        native_bundle_dir,
-        "-o",
-        out,
-        "--embeddings",
-        tmp_path / "e.npy",
-        "--resume",
-    )
+    args = ("tag", odd.parent, "-m", native_bundle_dir, "-o", tmp_path / "out.jsonl")
+    assert run(*args, "--embeddings", tmp_path / "e.npy", "-q").code == 0
+    again = run(*args, "--embeddings", tmp_path / "e.npy", "--resume")
     assert again.code == 0 and "skipped 1 already done" in again.stderr, again.stderr
 
 

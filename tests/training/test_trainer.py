@@ -273,28 +273,37 @@ def interrupt_after(steps: int):
     return Callback()
 
 
-def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(
-    trained, packed, tmp_path
-):
+def interrupted_run(packed: Path, out: Path, overrides, steps: int):
+    """Train into ``out`` until the step ``steps`` interrupts it; return its checkpoint and
+    a Trainer restored from it."""
     from furrytag_cli.training.checkpoint import load_checkpoint
     from furrytag_cli.training.trainer import Trainer, prepare_run, train
 
-    out = tmp_path / "interrupted"
     with pytest.raises(Interrupt):
         train(
             "tiny",
             data=packed,
             out=out,
-            overrides=SETTINGS,
-            callbacks=[interrupt_after(5)],
+            overrides=overrides,
+            callbacks=[interrupt_after(steps)],
             verbose=0,
         )
     saved = load_checkpoint(out)
-    assert (saved.state.epoch, saved.state.step_in_epoch, saved.state.global_step) == (0, 4, 4)
-    assert not (out / "bundle").exists()
-
     resumed = Trainer(prepare_run(None, data=None, out=None, resume=out), verbose=0)
     resumed.restore(resumed.run.checkpoint)
+    return saved, resumed
+
+
+def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(
+    trained, packed, tmp_path
+):
+    from furrytag_cli.training.checkpoint import load_checkpoint
+    from furrytag_cli.training.trainer import train
+
+    out = tmp_path / "interrupted"
+    saved, resumed = interrupted_run(packed, out, SETTINGS, steps=5)
+    assert (saved.state.epoch, saved.state.step_in_epoch, saved.state.global_step) == (0, 4, 4)
+    assert not (out / "bundle").exists()
     assert int(resumed.model.optimizer.iterations.numpy()) == 4
     for variable, value in zip(resumed.model.optimizer.variables, saved.optimizer):
         np.testing.assert_array_equal(variable.numpy(), value)
@@ -314,23 +323,11 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(
 def test_lamb_trains_and_resumes_with_its_own_state(packed, tmp_path):
     import keras
 
-    from furrytag_cli.training.checkpoint import load_checkpoint
-    from furrytag_cli.training.trainer import Trainer, prepare_run, train
+    from furrytag_cli.training.trainer import train
 
     out = tmp_path / "lamb"
     settings = ("optimizer.name=lamb", "train.epochs=2", "train.steps_per_epoch=3")
-    with pytest.raises(Interrupt):
-        train(
-            "tiny",
-            data=packed,
-            out=out,
-            overrides=settings,
-            callbacks=[interrupt_after(4)],
-            verbose=0,
-        )
-    saved = load_checkpoint(out)
-    resumed = Trainer(prepare_run(None, data=None, out=None, resume=out), verbose=0)
-    resumed.restore(resumed.run.checkpoint)
+    saved, resumed = interrupted_run(packed, out, settings, steps=4)
     assert isinstance(resumed.model.optimizer, keras.optimizers.Lamb)
     for variable, value in zip(resumed.model.optimizer.variables, saved.optimizer):
         np.testing.assert_array_equal(variable.numpy(), value)
