@@ -33,3 +33,30 @@ def ray_images(tmp_path_factory):
         pixels = (rng.random((40 + i, 56, 3)) * 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"img{i:02d}.{'png' if i % 3 == 0 else 'jpg'}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on 127.0.0.1 (moto's server), for the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, tmp_path):
+    """An empty bucket; the environment points pyarrow and boto3 at the server."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "furrytag")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "furrytag")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    name = f"furrytag-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

@@ -30,8 +30,9 @@ Fmt = Annotated[
         "(txt writes a caption beside each image).",
     ),
 ]
+# Read as text: a path, or (for tag --ray) an object-store URI, whose "//" a Path would merge.
 Output = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Output file (default or '-': stdout).")
+    str | None, typer.Option("--output", "-o", help="Output file (default or '-': stdout).")
 ]
 OutputDir = Annotated[
     Path | None, typer.Option(help="txt: write captions here, mirroring the input tree.")
@@ -330,7 +331,7 @@ def output_spec(values: dict[str, Any], **more):
     """The ``OutputSpec`` of the output options in ``values`` (``more``: a command's own)."""
     from furrytag_cli.tagging.job import OutputSpec, check_output, format_for
 
-    output = None if values["output"] == Path("-") else values["output"]
+    output = None if values["output"] in (None, "-", Path("-")) else Path(values["output"])
     spec = OutputSpec(
         fmt=values["fmt"] or format_for(output),
         output=output,

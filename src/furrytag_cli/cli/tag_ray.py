@@ -64,8 +64,10 @@ def tag_on_ray_command(values: dict, signature: inspect.Signature) -> None:
             f"-f {values['fmt']} does not apply with --ray: shards are Parquet, or JSONL with "
             "-f jsonl"
         )
-    if values["output"] is None or values["output"] == Path("-"):
-        raise UsageError("--ray writes a folder of shards: give it with -o FOLDER")
+    if values["output"] in (None, "-", Path("-")):
+        raise UsageError(
+            "--ray writes a folder of shards: give it with -o FOLDER (or -o s3://BUCKET/FOLDER)"
+        )
     from furrytag_cli.distributed.run import RayJob, RaySettings, run_on_ray
 
     job = RayJob(
@@ -122,7 +124,7 @@ def tag_on_ray_command(values: dict, signature: inspect.Signature) -> None:
     if summary.failed and not summary.tagged + summary.skipped:
         raise FurrytagError(
             f"none of the {summary.total} files could be tagged; the reasons are in "
-            f"{summary.folder / '_failures'}"
+            f"{summary.folder}/_failures"
         )
     if summary.failed or summary.problems:
         raise typer.Exit(PARTIAL)

@@ -17,7 +17,7 @@ from pathlib import Path
 from furrytag_cli.core.errors import FurrytagError
 from furrytag_cli.core.machine import THREADS_VARIABLE
 from furrytag_cli.distributed.runtime import cluster, require_ray
-from furrytag_cli.distributed.shards import ShardFolder, result_schema
+from furrytag_cli.distributed.shards import Place, ShardFolder, result_schema
 from furrytag_cli.distributed.sources import Listing, list_images
 from furrytag_cli.engines.background import ENV as BACKGROUND_CONVERSION
 from furrytag_cli.tagging.decode import MAX_PIXELS
@@ -31,12 +31,12 @@ _DECODER_MEMORY = 512 * 1024**2
 class RaySummary:
     """What a Ray run did."""
 
-    folder: Path
+    folder: Place
     total: int = 0
     tagged: int = 0
     skipped: int = 0
     failed: int = 0
-    shards: list[Path] = field(default_factory=list)
+    shards: list[Place] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     model_id: str = ""
@@ -97,9 +97,10 @@ class RayJob:
     max_pixels: int = MAX_PIXELS
 
 
-def tag_on_ray(inputs: Sequence[str | Path], output: str | Path, **job) -> Path:
+def tag_on_ray(inputs: Sequence[str | Path], output: str | Path, **job) -> Place:
     """Tag ``inputs`` (local files and folders every node sees, or ``s3://``/``gs://``
-    URIs) on Ray into the folder ``output``; return that folder. The keywords are
+    URIs) on Ray into the folder ``output`` (a local path, or an object-store URI); return
+    that folder. The keywords are
     ``RayJob``'s fields (``model=``, ``settings=``, ``resume=``, …).
 
     Uses the cluster this process joined with ``ray.init`` when there is one, else the one
@@ -122,7 +123,7 @@ def run_on_ray(
 
     require_ray()
     job.settings.check()
-    inputs, output = [str(i) for i in inputs], Path(output)
+    inputs = [str(i) for i in inputs]
     model = None if job.model is None else str(job.model)
     folder = ShardFolder(output, job.fmt)
     options = dataclasses.replace(job.options, all_scores=True)
@@ -139,7 +140,7 @@ def run_on_ray(
         raise FurrytagError(
             f"no images found in {', '.join(inputs)} (looked for .jpg .jpeg .png .gif .webp .bmp)"
         )
-    summary = RaySummary(folder=output, total=len(listing), problems=listing.problems)
+    summary = RaySummary(folder=folder.root, total=len(listing), problems=listing.problems)
     summary.model_id = bundle.model_id
     with folder.lock():
         folder.prepare(resume=job.resume, overwrite=job.overwrite)

@@ -9,6 +9,10 @@ model id). A shard is written to a hidden temporary file and renamed, so a shard
 exists is complete; pyarrow and pandas skip names starting with ``.`` and ``_``, so
 ``pandas.read_parquet(OUT)`` reads the results alone. Every image has exactly one row, in
 a results or a failures shard: a resumed run skips the images of every complete shard.
+
+The folder may be in an object store (``s3://bucket/tags``, any URI pyarrow writes):
+each shard is then uploaded whole (an object appears only once complete), and no lock
+can keep a second run out, so give each run its own prefix.
 """
 
 import json
@@ -20,7 +24,10 @@ from pathlib import Path
 
 from furrytag_cli.core.atomic import AtomicFile
 from furrytag_cli.core.errors import DatasetError, OutputError
+from furrytag_cli.distributed.sources import is_uri
 from furrytag_cli.tagging.resume import Key, record_key
+
+Place = Path | str  # a local path, or an object-store URI
 
 FORMATS = ("parquet", "jsonl")
 FAILURES = "_failures"
@@ -57,12 +64,12 @@ def failure_schema():
 class ShardFolder:
     """Writes and reads the shards of one output folder in format ``fmt``."""
 
-    def __init__(self, root: Path, fmt: str = "parquet"):
+    def __init__(self, root: Place, fmt: str = "parquet"):
         if fmt not in FORMATS:
             raise OutputError(
                 f"shards on Ray are {' or '.join(FORMATS)}; received the format {fmt!r}"
             )
-        self.root = Path(root)
+        self.root: Place = str(root).rstrip("/") if is_uri(str(root)) else Path(root)
         self.fmt = fmt
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.count = 0
@@ -71,14 +78,22 @@ class ShardFolder:
         self._failures: list[dict] = []
 
     @property
-    def failures(self) -> Path:
-        return self.root / FAILURES
+    def failures(self) -> Place:
+        return _join(self.root, FAILURES)
+
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.root, str)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Held while a run writes here: two runs into one folder would clash."""
         from filelock import FileLock, Timeout
 
+        if self.remote:
+            # An object store has no lock a second run would see.
+            yield
+            return
         if self.root.exists() and not self.root.is_dir():
             raise OutputError(
                 f"{self.root} is a file; on Ray the output (-o) is a folder of shards"
@@ -101,12 +116,12 @@ class ShardFolder:
         finally:
             lock.release()
 
-    def shards(self, fmt: str | None = None) -> list[Path]:
+    def shards(self, fmt: str | None = None) -> list[Place]:
         """The complete results shards (of format ``fmt``; default: this folder's)."""
-        return sorted(self.root.glob(f"{_PREFIX}*.{fmt or self.fmt}"))
+        return _listed(self.root, fmt or self.fmt)
 
-    def failure_shards(self, fmt: str | None = None) -> list[Path]:
-        return sorted(self.failures.glob(f"{_PREFIX}*.{fmt or self.fmt}"))
+    def failure_shards(self, fmt: str | None = None) -> list[Place]:
+        return _listed(self.failures, fmt or self.fmt)
 
     def prepare(self, *, resume: bool, overwrite: bool) -> None:
         """Make the (locked) folder ready: refuse to mix runs unless resuming or overwriting."""
@@ -122,14 +137,14 @@ class ShardFolder:
         earlier = self.shards() + self.failure_shards()
         if earlier and overwrite:
             for shard in earlier:
-                shard.unlink()
+                _remove(shard)
         elif earlier and not resume:
             raise OutputError(
                 f"{self.root} already holds {len(earlier)} shard(s); use --resume to finish "
                 "that run or --overwrite to replace it"
             )
         # Temporary files of a run that was killed never became shards.
-        for folder in (self.root, self.failures):
+        for folder in () if self.remote else (self.root, self.failures):
             for stale in folder.glob(f".{_PREFIX}*"):
                 stale.unlink()
 
@@ -182,14 +197,16 @@ class ShardFolder:
             failed = [json.dumps(row, ensure_ascii=False) for row in self._failures]
             tagged = [line for chunk in self._results for line in chunk]
         if failures:
-            written.append(self._write(self.failures / name, failed))
+            written.append(self._write(_join(self.failures, name), failed))
         if results:
-            written.append(self._write(self.root / name, tagged))
+            written.append(self._write(_join(self.root, name), tagged))
         self._results, self._failures, self.held = [], [], 0
         return results, failures, written
 
-    def _write(self, target: Path, content) -> Path:
+    def _write(self, target: Place, content) -> Place:
         """Write an Arrow table (Parquet) or JSON lines to ``target``, whole or not at all."""
+        if isinstance(target, str):
+            return self._upload(target, content)
         try:
             target.parent.mkdir(exist_ok=True)
             if self.fmt == "parquet":
@@ -207,29 +224,111 @@ class ShardFolder:
             ) from None
         return target
 
-    def _records(self, shards: Sequence[Path], columns: list[str]) -> Iterator[dict]:
+    def _upload(self, target: str, content) -> str:
+        """Upload a shard whole: built in memory, sent as one object."""
+        import pyarrow as pa
+
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            buffer = pa.BufferOutputStream()
+            pq.write_table(content, buffer)
+            data = buffer.getvalue()
+        else:
+            data = "".join(line + "\n" for line in content).encode("utf-8")
+        filesystem, path = _filesystem(target)
+        try:
+            with filesystem.open_output_stream(path) as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {target}: {exc}; the shards before it are intact: continue "
+                "with --resume once it can be written"
+            ) from None
+        return target
+
+    def _records(self, shards: Sequence[Place], columns: list[str]) -> Iterator[dict]:
         for shard in shards:
             yield from read_shard(shard, columns=columns)
 
 
-def read_shard(shard: Path, columns: list[str] | None = None) -> Iterator[dict]:
+def _join(root: Place, name: str) -> Place:
+    return f"{root}/{name}" if isinstance(root, str) else root / name
+
+
+def _filesystem(uri: str):
+    """The pyarrow file system of ``uri`` and the path on it."""
+    from pyarrow import fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (OSError, ValueError) as exc:
+        raise OutputError(
+            f"cannot reach {uri}: {exc}; give a URI pyarrow reads and writes "
+            "(s3://bucket/folder, gs://bucket/folder) with credentials in the environment, "
+            "or a local folder"
+        ) from None
+
+
+def _listed(folder: Place, fmt: str) -> list[Place]:
+    """The shards of format ``fmt`` in ``folder``, in name order."""
+    if not isinstance(folder, str):
+        return sorted(folder.glob(f"{_PREFIX}*.{fmt}"))
+    from pyarrow import fs as pafs
+
+    filesystem, path = _filesystem(folder)
+    scheme = folder.partition("://")[0]
+    try:
+        found = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError as exc:
+        raise OutputError(f"cannot list {folder}: {exc}") from None
+    return sorted(
+        f"{scheme}://{info.path}"
+        for info in found
+        if info.type == pafs.FileType.File
+        and info.base_name.startswith(_PREFIX)
+        and info.base_name.endswith(f".{fmt}")
+    )
+
+
+def _remove(shard: Place) -> None:
+    if isinstance(shard, str):
+        filesystem, path = _filesystem(shard)
+        filesystem.delete_file(path)
+    else:
+        shard.unlink()
+
+
+def read_shard(shard: Place, columns: list[str] | None = None) -> Iterator[dict]:
     """The rows of one shard as ``furrytag tag``'s JSONL records (dicts)."""
-    if shard.suffix == ".jsonl":
-        with open(shard, encoding="utf-8") as stream:
-            for line in stream:
-                record = json.loads(line)
-                yield {k: record[k] for k in columns} if columns else record
+    remote = isinstance(shard, str)
+    if str(shard).endswith(".jsonl"):
+        if remote:
+            filesystem, path = _filesystem(shard)
+            with filesystem.open_input_stream(path) as stream:
+                lines = stream.read().decode("utf-8").splitlines()
+        else:
+            with open(shard, encoding="utf-8") as stream:
+                lines = stream.read().splitlines()
+        for line in lines:
+            record = json.loads(line)
+            yield {k: record[k] for k in columns} if columns else record
         return
     import pyarrow.parquet as pq
 
-    for row in pq.read_table(shard, columns=columns).to_pylist():
+    if remote:
+        filesystem, path = _filesystem(shard)
+        table = pq.read_table(path, columns=columns, filesystem=filesystem)
+    else:
+        table = pq.read_table(shard, columns=columns)
+    for row in table.to_pylist():
         if "tags" in row:
             # Maps come back as (key, value) pairs.
             row["tags"] = {h: dict(pairs) for h, pairs in row["tags"].items()}
         yield row
 
 
-def shard_rows(shards: Sequence[Path]) -> Iterator[tuple[str, dict]]:
+def shard_rows(shards: Sequence[Place]) -> Iterator[tuple[str, dict]]:
     """(where, row) for each row of ``shards``, one shard in memory at a time."""
     for shard in shards:
         try:
@@ -244,21 +343,14 @@ def shard_rows(shards: Sequence[Path]) -> Iterator[tuple[str, dict]]:
             raise DatasetError(f"cannot read the shard {shard}: {exc}") from None
 
 
-def results_shards(folder: Path) -> list[Path]:
+def results_shards(folder: Place) -> list[Place]:
     """The results shards of an output folder, of either format (none in another folder)."""
     return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).shards()]
 
 
-def read_results(folder: Path) -> tuple[list[dict], list[dict]]:
+def read_results(folder: Place) -> tuple[list[dict], list[dict]]:
     """Every results record and every failure (path, reason) of an output folder."""
-    root = Path(folder)
-    records = [
-        r for fmt in FORMATS for s in sorted(root.glob(f"{_PREFIX}*.{fmt}")) for r in read_shard(s)
-    ]
-    failures = [
-        r
-        for fmt in FORMATS
-        for s in sorted((root / FAILURES).glob(f"{_PREFIX}*.{fmt}"))
-        for r in read_shard(s)
-    ]
+    shards = ShardFolder(folder)
+    records = [r for fmt in FORMATS for s in shards.shards(fmt) for r in read_shard(s)]
+    failures = [r for fmt in FORMATS for s in shards.failure_shards(fmt) for r in read_shard(s)]
     return records, failures

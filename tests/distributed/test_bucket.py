@@ -1,0 +1,73 @@
+"""Shards in an object store: written whole, listed, read back, resumed and replaced, as
+in a local folder (a real S3 endpoint on 127.0.0.1)."""
+
+import json
+
+import pytest
+
+from furrytag_cli.core.errors import OutputError
+from furrytag_cli.distributed.shards import ShardFolder, read_results, result_schema
+
+pytest.importorskip("pyarrow")
+
+SCORES = {"species": {"fox": 0.9, "wolf": 0.1}}
+
+
+def record(i: int, model: str = "tiny@abc") -> str:
+    return json.dumps(
+        {
+            "path": f"art/img{i}.png",
+            "tags": {"species": {"fox": 0.9}},
+            "rating": "safe",
+            "rating_score": 0.1,
+            "scores": SCORES,
+            "file": {"size": 100 + i, "mtime": 1.5},
+            "model": model,
+        }
+    )
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_shards_in_a_bucket_are_written_listed_and_read_back(s3_bucket, fmt):
+    import boto3
+
+    uri = f"s3://{s3_bucket}/runs/tags/"
+    folder = ShardFolder(uri, fmt)
+    assert folder.root == f"s3://{s3_bucket}/runs/tags"
+    schema = result_schema({"species": ["fox", "wolf"]})
+    with folder.lock():
+        folder.prepare(resume=False, overwrite=False)
+        folder.add(
+            [record(0), record(1)], [{"path": "art/bad.png", "reason": "cannot decode"}], schema
+        )
+        tagged, failed, written = folder.flush()
+        folder.add([record(2)], [], schema)
+        folder.flush()
+    assert (tagged, failed) == (2, 1)
+    assert written[0] == f"s3://{s3_bucket}/runs/tags/_failures/{written[1].rsplit('/', 1)[1]}"
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="runs/tags/")
+    keys = sorted(o["Key"] for o in listed["Contents"])
+    assert len(keys) == 3 and all(k.rsplit("/", 1)[1].startswith("part-") for k in keys)
+    records, failures = read_results(uri)
+    assert [r["path"] for r in records] == ["art/img0.png", "art/img1.png", "art/img2.png"]
+    assert records[0]["scores"] == SCORES and records[2]["file"] == {"size": 102, "mtime": 1.5}
+    assert failures == [{"path": "art/bad.png", "reason": "cannot decode"}]
+
+    again = ShardFolder(uri, fmt)
+    keys_done, failed_paths = again.done("tiny@abc")
+    assert ("art/img1.png", 101, 1.5, "tiny@abc") in keys_done and failed_paths == {"art/bad.png"}
+    with pytest.raises(OutputError, match="already holds 3 shard"):
+        again.prepare(resume=False, overwrite=False)
+    with pytest.raises(OutputError, match="another model"):
+        again.done("other@def")
+    again.prepare(resume=False, overwrite=True)
+    assert again.shards() == [] and again.failure_shards() == []
+
+
+@pytest.mark.slow  # the S3 client retries a refused connection for a few seconds
+def test_an_unreachable_store_is_one_clear_error(s3_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    folder = ShardFolder(f"s3://{s3_bucket}/tags")
+    with pytest.raises(OutputError, match=f"cannot list s3://{s3_bucket}/tags"):
+        folder.shards()
