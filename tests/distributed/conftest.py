@@ -2,20 +2,29 @@
 
 import pytest
 
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "furrytag",
+    "AWS_SECRET_ACCESS_KEY": "furrytag",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
-    """Ray started once (2 CPUs, a small object store, no dashboard), shut down at the end."""
+def ray_cluster(tmp_path_factory, s3_server):
+    """Ray started once (2 CPUs, a small object store, no dashboard), shut down at the end;
+    its workers reach the session's S3 endpoint as a cluster's nodes reach a bucket."""
     import ray
 
     home = tmp_path_factory.mktemp("ray-furrytag-home")
+    env = {"FURRYTAG_HOME": str(home), "AWS_ENDPOINT_URL": s3_server, **S3_CREDENTIALS}
     ray.init(
         num_cpus=2,
         object_store_memory=100 * 1024**2,
         include_dashboard=False,
         configure_logging=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"FURRYTAG_HOME": str(home)}},
+        runtime_env={"env_vars": env},
     )
     yield
     ray.shutdown()
@@ -53,10 +62,8 @@ def s3_bucket(s3_server, monkeypatch, tmp_path):
     import boto3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "furrytag")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "furrytag")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     name = f"furrytag-{tmp_path.name.lower().replace('_', '-')[-40:]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
