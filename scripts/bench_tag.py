@@ -348,9 +348,10 @@ def wait_for_conversion(model: Path) -> None:
 
 
 def cold_start(model: Path, sources: list[Path], work: Path, counts: list[int]) -> dict:
-    """Whole-process wall seconds of a first run (auto: keras while converting in the
-    background), keras only, lite with the conversion cached, and lite converting first
-    (the earlier first run: the conversion in the foreground, measured once)."""
+    """Whole-process wall seconds of a first run (auto, as it plans a first run: keras,
+    converting after a short run, before or alongside a long one), keras only, lite with
+    the conversion cached, and lite converting first (the conversion in the foreground,
+    measured once)."""
     found = {}
     forget_conversion(model)
     start = time.perf_counter()
@@ -442,6 +443,8 @@ def startup(args, work: Path, legacy: Path, paths: list[Path]) -> dict:
         link_copies(paths, whole, args.whole_images)
     found = {
         "cpu_model": cpu_model(),
+        "cpu_threads": os.cpu_count(),
+        "load_average_at_start": [round(v, 1) for v in os.getloadavg()],
         "model": f"legacy {args.backbone}@{args.size}, random weights",
         "one_image_whole_process_s": round(statistics.median(ones), 2),
         "cold_start_wall_s": cold,
@@ -450,6 +453,7 @@ def startup(args, work: Path, legacy: Path, paths: list[Path]) -> dict:
             legacy, sorted(whole.iterdir()), work, args.size
         ),
     }
+    found["load_average_at_end"] = [round(v, 1) for v in os.getloadavg()]
     rates = found["cpu_path_in_process"]
     checks = {
         "one image <= 1.5 s": found["one_image_whole_process_s"] <= 1.5,
@@ -510,7 +514,9 @@ def main() -> None:
         action="store_true",
         help="only the start-up section (one image, cold starts, the CPU path, whole process)",
     )
-    parser.add_argument("--cold-counts", default="8,128,1000", help="image counts of cold starts")
+    parser.add_argument(
+        "--cold-counts", default="8,128,1000,3000", help="image counts of cold starts"
+    )
     parser.add_argument("--whole-images", type=int, default=256)
     args = parser.parse_args()
 
