@@ -95,7 +95,13 @@ def make_bundle(folder: Path, backbone: str, size: int) -> Path:
 
 def make_legacy_model(folder: Path, backbone: str, size: int) -> Path:
     """The original's format around a tf_keras backbone: a SavedModel in a TF-Hub
-    ``feature_layer``, then ``<head>_hidden_layer`` Dense(128) → ``<head>_output``."""
+    ``feature_layer``, then ``<head>_hidden_layer`` Dense(128) → ``<head>_output``.
+
+    The backbone takes the input as the original preprocessed it, without a rescaling of
+    its own, as the original's TF-Hub backbones do. Rescaling normalised inputs again by
+    1/255 would feed a random EfficientNet near-constant images, on which it is chaotic:
+    its scores then move by up to 0.06 when the input changes by one float32 rounding
+    step, and no conversion could reproduce them."""
     import tensorflow as tf
     import tensorflow_hub as hub
     import tf_keras
@@ -105,7 +111,11 @@ def make_legacy_model(folder: Path, backbone: str, size: int) -> Path:
 
     constructor = getattr(tf_keras.applications, BACKBONES[backbone].constructor)
     features = constructor(
-        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
+        include_top=False,
+        weights=None,
+        input_shape=(size, size, 3),
+        pooling="avg",
+        include_preprocessing=False,
     )
     tf.saved_model.save(features, str(folder / "feature-src"))
     categories = CategorySet.load()

@@ -75,14 +75,20 @@ def make_normalizing_bundle(path: Path, size: int = 32, seed: int = 5) -> Path:
 
 
 def make_legacy_saved_model(
-    target: Path, size: int = LEGACY_SIZE, seed: int = 11, *, grouped: bool = False
+    target: Path,
+    size: int = LEGACY_SIZE,
+    seed: int = 11,
+    *,
+    grouped: bool = False,
+    batchnorm: bool = False,
 ) -> Path:
     """Write a SavedModel in the original's exact format to ``target``.
 
     A tf_keras functional model: ``img_input`` → ``feature_layer`` (a SavedModel wrapped
     by TF-Hub's KerasLayer, as the original did) → per head ``<head>_hidden_layer``
     Dense(128) → ``<head>_output`` sigmoid. ``grouped`` adds a grouped convolution to
-    the features, as ConvNeXt's depthwise ones.
+    the features, as ConvNeXt's depthwise ones; ``batchnorm`` builds them as the
+    original's EfficientNet does (see ``_efficientnet_like``).
     """
     import tensorflow as tf
     import tensorflow_hub as hub
@@ -91,12 +97,15 @@ def make_legacy_saved_model(
     tf_keras.utils.set_random_seed(seed)
     feature_src = target.parent / (target.name + "-feature-src")
     inp = tf_keras.Input((size, size, 3))
-    x = tf_keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
-    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
-    if grouped:
-        x = tf_keras.layers.Conv2D(16, 7, groups=16, padding="same")(x)
-    x = tf_keras.layers.GlobalAveragePooling2D()(x)
-    tf.saved_model.save(tf_keras.Model(inp, x), str(feature_src))
+    if batchnorm:
+        features = _efficientnet_like(tf_keras, inp, seed)
+    else:
+        x = tf_keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+        x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+        if grouped:
+            x = tf_keras.layers.Conv2D(16, 7, groups=16, padding="same")(x)
+        features = tf_keras.Model(inp, tf_keras.layers.GlobalAveragePooling2D()(x))
+    tf.saved_model.save(features, str(feature_src))
 
     categories = CategorySet.load()
     widths = {h: len(categories.tags(h)) for h in HEADS} | {"rating": 1}
@@ -118,6 +127,40 @@ def make_legacy_saved_model(
             layer.set_weights([kernel * 8, np.random.default_rng(seed).normal(0, 1, bias.shape)])
     model.save(str(target))
     return target
+
+
+def _efficientnet_like(tf_keras, inp, seed: int):
+    """A small backbone built as EfficientNet's blocks are: convolutions without bias,
+    each followed by batch normalisation (its moving statistics set far from a batch's
+    own, so that a graph normalising with a batch's statistics, as in training, gives
+    other features), swish, a depthwise convolution, squeeze and
+    excitation, and a residual connection."""
+    layers = tf_keras.layers
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = layers.Activation("swish")(layers.BatchNormalization()(x))
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    y = layers.Activation("swish")(layers.BatchNormalization()(y))
+    gate = layers.GlobalAveragePooling2D(keepdims=True)(y)
+    gate = layers.Conv2D(4, 1, activation="swish")(gate)
+    y = layers.Multiply()([y, layers.Conv2D(16, 1, activation="sigmoid")(gate)])
+    y = layers.BatchNormalization()(layers.Conv2D(16, 1, use_bias=False)(y))
+    x = layers.Add()([x, y])
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.Activation("swish")(layers.BatchNormalization()(x))
+    model = tf_keras.Model(inp, layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            width = layer.get_weights()[0].shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, width),
+                    rng.normal(0, 0.2, width),
+                    rng.normal(0, 0.5, width),
+                    rng.uniform(0.3, 3.0, width),
+                ]
+            )
+    return model
 
 
 def make_legacy_zip(folder: Path, name: str = LEGACY_NAME) -> Path:

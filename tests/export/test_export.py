@@ -25,12 +25,19 @@ from furrytag_cli.tagging.tagger import Tagger
 from tests.clirunner import invoke
 from tests.export.consumers import comfyui_tags, kohya_tags
 
-KINDS = ("native", "legacy")
+# "legacy-bn": the original's format with batch normalisation in its TF-Hub feature
+# layer, as its EfficientNet B3 has.
+KINDS = ("native", "legacy", "legacy-bn")
 
 
 @pytest.fixture(scope="module")
-def sources(native_bundle_dir, legacy_dir):
-    return {"native": native_bundle_dir, "legacy": legacy_dir}
+def sources(native_bundle_dir, legacy_dir, tmp_path_factory):
+    from tests.modelfactory import LEGACY_NAME, make_legacy_saved_model
+
+    batchnorm = make_legacy_saved_model(
+        tmp_path_factory.mktemp("legacy-bn") / LEGACY_NAME, batchnorm=True
+    )
+    return {"native": native_bundle_dir, "legacy": legacy_dir, "legacy-bn": batchnorm}
 
 
 @pytest.fixture(scope="module")
