@@ -81,6 +81,7 @@ def make_legacy_saved_model(
     *,
     grouped: bool = False,
     batchnorm: bool = False,
+    unstable: bool = False,
 ) -> Path:
     """Write a SavedModel in the original's exact format to ``target``.
 
@@ -88,7 +89,9 @@ def make_legacy_saved_model(
     by TF-Hub's KerasLayer, as the original did) → per head ``<head>_hidden_layer``
     Dense(128) → ``<head>_output`` sigmoid. ``grouped`` adds a grouped convolution to
     the features, as ConvNeXt's depthwise ones; ``batchnorm`` builds them as the
-    original's EfficientNet does (see ``_efficientnet_like``).
+    original's EfficientNet does (see ``_efficientnet_like``). ``unstable`` makes every
+    score the difference of two large, nearly equal sums, so that it moves when the
+    input changes by one rounding step: a model no conversion can reproduce.
     """
     import tensorflow as tf
     import tensorflow_hub as hub
@@ -125,6 +128,8 @@ def make_legacy_saved_model(
         if layer.name.endswith("_output"):
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel * 8, np.random.default_rng(seed).normal(0, 1, bias.shape)])
+    if unstable:
+        _cancelling_heads(model, seed)
     model.save(str(target))
     return target
 
@@ -161,6 +166,25 @@ def _efficientnet_like(tf_keras, inp, seed: int):
                 ]
             )
     return model
+
+
+def _cancelling_heads(model, seed: int, scale: float = 1e6) -> None:
+    """Hidden units in pairs with the same large positive weights (plus a small part in
+    the first of each pair), output weights of opposite signs on each pair: a score's
+    logit is the small part, left over from sums of size ``scale``."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.endswith("_hidden_layer"):
+            kernel, bias = layer.get_weights()
+            big = rng.uniform(1, 2, (kernel.shape[0], kernel.shape[1] // 2)) * scale
+            kernel = np.repeat(big, 2, axis=1)
+            kernel[:, ::2] += rng.normal(0, 1, big.shape)
+            layer.set_weights([kernel, np.zeros_like(bias)])
+        elif layer.name.endswith("_output"):
+            kernel, bias = layer.get_weights()
+            pairs = np.repeat(np.abs(kernel[::2]), 2, axis=0)
+            signs = np.tile([1.0, -1.0], kernel.shape[0] // 2)[:, None]
+            layer.set_weights([pairs * signs, bias])
 
 
 def make_legacy_zip(folder: Path, name: str = LEGACY_NAME) -> Path:

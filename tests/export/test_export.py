@@ -327,6 +327,17 @@ def test_export_refuses_what_it_cannot_make(sources, tmp_path, capsys, monkeypat
     assert not list(tmp_path.glob(".out~export-*"))
 
 
+def test_a_model_unstable_in_itself_is_refused_with_the_reason(tmp_path, capsys, monkeypatch):
+    from tests.modelfactory import LEGACY_NAME, make_legacy_saved_model
+
+    source = make_legacy_saved_model(tmp_path / LEGACY_NAME, batchnorm=True, unstable=True)
+    run = invoke(capsys, monkeypatch, "export", source, "-o", tmp_path / "out")
+    assert run.code == 1
+    assert "the model itself is unstable" in run.stderr
+    assert "when the batch changes by one float32 rounding step" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_tflite_and_keras_exports_run_in_furrytag(sources, tmp_path):
     source = load_bundle(sources["native"])
