@@ -184,3 +184,17 @@ def test_cache_dir_without_furrytag_home_keeps_the_installed_files_intact(
     assert list((store / "lite").rglob("*.tflite"))
     assert not list((store / "models").rglob("*.tflite"))
     assert not (tmp_path / "user").exists()
+
+
+def test_a_forced_reinstall_from_a_url_checks_a_given_sha256(
+    server, native_zip, capsys, monkeypatch, furrytag_home
+):
+    body = read(native_zip)
+    url = serve_file(server, "/files/tiny-model.zip", body)
+    assert invoke(capsys, monkeypatch, "download", "--url", url).code == 0
+    wrong = invoke(capsys, monkeypatch, "download", "tiny-model", "--force", "--sha256", "0" * 64)
+    assert wrong.code != 0 and "0" * 64 in wrong.stderr
+    digest = hashlib.sha256(body).hexdigest()
+    right = invoke(capsys, monkeypatch, "download", "tiny-model", "--force", "--sha256", digest)
+    assert right.code == 0, right.stderr
+    assert cache.read_manifest("tiny-model")["pinned"] is True

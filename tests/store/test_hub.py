@@ -146,3 +146,18 @@ def test_a_malformed_reference_says_how_to_write_one(ref, capsys, monkeypatch, t
     run = invoke(capsys, monkeypatch, "tag", image(tmp_path), "--model", ref)
     assert run.code != 0
     assert "hf://OWNER/REPO@REVISION/SUBFOLDER" in run.stderr
+
+
+def test_a_forced_reinstall_from_the_hub_checks_a_given_sha256(
+    server, native_bundle_dir, capsys, monkeypatch
+):
+    FakeHub.of_folder(server, "someone/pinned", native_bundle_dir)
+    first = invoke(capsys, monkeypatch, "download", "hf://someone/pinned")
+    assert first.code == 0, first.stderr
+    digest = cache.read_manifest("pinned")["sha256"]
+    wrong = invoke(capsys, monkeypatch, "download", "pinned", "--force", "--sha256", "0" * 64)
+    assert wrong.code != 0 and "0" * 64 in wrong.stderr and "pinned" in wrong.stderr
+    assert cache.read_manifest("pinned")["sha256"] == digest
+    right = invoke(capsys, monkeypatch, "download", "pinned", "--force", "--sha256", digest)
+    assert right.code == 0, right.stderr
+    assert cache.read_manifest("pinned")["pinned"] is True

@@ -124,7 +124,7 @@ def install_model(
     elif known is None and force:
         source = (cache.read_manifest(name, home) or {}).get("source", "")
         if hub.is_hub(source):
-            bundle = install_from_hub(name, source, dataclasses.replace(settings, sha256=None))
+            bundle = install_from_hub(name, source, settings)
         elif source.startswith(("https:", "http:")):
             bundle = install_from_url(name, source, settings)
         else:
