@@ -24,6 +24,10 @@ from furrytag_cli.tagging.decode import MAX_PIXELS
 from furrytag_cli.tagging.predict import TagOptions
 
 DEFAULT_SHARD_ROWS = 10_000
+# A decoding task's process, besides its block's inputs: a Ray worker holds 127 MiB
+# before decoding, and decoding a 24 MP PNG (at full resolution, as any non-JPEG)
+# peaks 357 MiB above that; a 24 MP JPEG, decoded at a reduced scale, far less
+# (scripts/decoder_memory.py: 479 MiB for 4 PNGs, 240 MiB for 32 JPEGs, at 300 px).
 _DECODER_MEMORY = 512 * 1024**2
 
 
@@ -212,8 +216,9 @@ def _dataset(listing: Listing, spec, job: RayJob, worker_args: dict):
             fn_kwargs={"spec": spec, "max_pixels": job.max_pixels},
             num_cpus=1,
             runtime_env=_threads(1),
-            # A process with the decoders, the block and its model inputs. Model workers ask
-            # for no memory, which also keeps Ray Data from fusing decoding into them.
+            # The process decoding its largest image, and the block's model inputs. Model
+            # workers ask for no memory, which also keeps Ray Data from fusing decoding
+            # into them.
             memory=_DECODER_MEMORY + rows * spec.size**2 * 3 * 4 * 2,
         )
         .map_batches(
