@@ -46,7 +46,8 @@ def test_shards_in_a_bucket_are_written_listed_and_read_back(s3_bucket, fmt):
     assert (tagged, failed) == (2, 1)
     assert written[0] == f"s3://{s3_bucket}/runs/tags/_failures/{written[1].rsplit('/', 1)[1]}"
     listed = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="runs/tags/")
-    keys = sorted(o["Key"] for o in listed["Contents"])
+    # (pyarrow marks the folders it renamed a shard in with empty "folder/" objects)
+    keys = sorted(o["Key"] for o in listed["Contents"] if not o["Key"].endswith("/"))
     assert len(keys) == 3 and all(k.rsplit("/", 1)[1].startswith("part-") for k in keys)
     records, failures = read_results(uri)
     assert [r["path"] for r in records] == ["art/img0.png", "art/img1.png", "art/img2.png"]
@@ -71,3 +72,33 @@ def test_an_unreachable_store_is_one_clear_error(s3_bucket, monkeypatch):
     folder = ShardFolder(f"s3://{s3_bucket}/tags")
     with pytest.raises(OutputError, match=f"cannot list s3://{s3_bucket}/tags"):
         folder.shards()
+
+
+def test_an_upload_cut_short_is_never_a_shard_and_the_next_run_removes_it(s3_bucket):
+    import boto3
+
+    s3 = boto3.client("s3")
+    # What the store keeps of an upload cut short: the part sent, under the hidden name.
+    s3.put_object(Bucket=s3_bucket, Key="tags/.part-1-00000.parquet.0badc0de.tmp", Body=b"PAR1")
+    s3.put_object(Bucket=s3_bucket, Key="tags/_failures/.part-1-00000.parquet.0badc0de.tmp")
+    s3.put_object(Bucket=s3_bucket, Key="tags/notes.txt", Body=b"kept")
+    folder = ShardFolder(f"s3://{s3_bucket}/tags")
+    assert folder.shards() == [] and folder.failure_shards() == []
+    with folder.lock():
+        folder.prepare(resume=False, overwrite=False)
+        folder.add([record(0)], [], result_schema({"species": ["fox", "wolf"]}))
+        folder.flush()
+    listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    keys = [o["Key"] for o in listed if not o["Key"].endswith("/")]
+    assert sorted(keys) == ["tags/notes.txt", f"tags/part-{folder.run}-00000.parquet"]
+
+
+def test_a_file_uri_is_a_local_folder(tmp_path):
+    folder = ShardFolder((tmp_path / "my tags").as_uri())
+    assert folder.root == tmp_path / "my tags"
+    with folder.lock():
+        folder.prepare(resume=False, overwrite=False)
+        folder.add([record(0)], [{"path": "art/bad.png", "reason": "cannot decode"}], None)
+        folder.flush()
+    records, failures = read_results((tmp_path / "my tags").as_uri())
+    assert [r["path"] for r in records] == ["art/img0.png"] and len(failures) == 1

@@ -10,17 +10,20 @@ exists is complete; pyarrow and pandas skip names starting with ``.`` and ``_``,
 ``pandas.read_parquet(OUT)`` reads the results alone. Every image has exactly one row, in
 a results or a failures shard: a resumed run skips the images of every complete shard.
 
-The folder may be in an object store (``s3://bucket/tags``, any URI pyarrow writes):
-each shard is then uploaded whole (an object appears only once complete), and no lock
-can keep a second run out, so give each run its own prefix.
+The folder may be in an object store (``s3://bucket/tags``, any URI pyarrow writes;
+a ``file://`` URI is a local folder): each shard is then uploaded under a hidden name
+and renamed once complete, as on a disk, and no lock can keep a second run out, so give
+each run its own prefix.
 """
 
+import fnmatch
 import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from furrytag_cli.core.atomic import AtomicFile
 from furrytag_cli.core.errors import DatasetError, OutputError
@@ -69,7 +72,7 @@ class ShardFolder:
             raise OutputError(
                 f"shards on Ray are {' or '.join(FORMATS)}; received the format {fmt!r}"
             )
-        self.root: Place = str(root).rstrip("/") if is_uri(str(root)) else Path(root)
+        self.root = _place(root)
         self.fmt = fmt
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.count = 0
@@ -118,10 +121,10 @@ class ShardFolder:
 
     def shards(self, fmt: str | None = None) -> list[Place]:
         """The complete results shards (of format ``fmt``; default: this folder's)."""
-        return _listed(self.root, fmt or self.fmt)
+        return _listed(self.root, f"{_PREFIX}*.{fmt or self.fmt}")
 
     def failure_shards(self, fmt: str | None = None) -> list[Place]:
-        return _listed(self.failures, fmt or self.fmt)
+        return _listed(self.failures, f"{_PREFIX}*.{fmt or self.fmt}")
 
     def prepare(self, *, resume: bool, overwrite: bool) -> None:
         """Make the (locked) folder ready: refuse to mix runs unless resuming or overwriting."""
@@ -144,9 +147,9 @@ class ShardFolder:
                 "that run or --overwrite to replace it"
             )
         # Temporary files of a run that was killed never became shards.
-        for folder in () if self.remote else (self.root, self.failures):
-            for stale in folder.glob(f".{_PREFIX}*"):
-                stale.unlink()
+        for folder in (self.root, self.failures):
+            for stale in _listed(folder, f".{_PREFIX}*"):
+                _remove(stale)
 
     def done(self, model: str) -> tuple[set[Key], set[str]]:
         """The resume keys of the images in results shards, and the paths of failures.
@@ -225,7 +228,8 @@ class ShardFolder:
         return target
 
     def _upload(self, target: str, content) -> str:
-        """Upload a shard whole: built in memory, sent as one object."""
+        """Upload a shard whole: built in memory, sent under a hidden name and renamed
+        (an upload cut short is completed by the store with what it got so far)."""
         import pyarrow as pa
 
         if self.fmt == "parquet":
@@ -237,9 +241,12 @@ class ShardFolder:
         else:
             data = "".join(line + "\n" for line in content).encode("utf-8")
         filesystem, path = _filesystem(target)
+        folder, _, name = path.rpartition("/")
+        temporary = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
         try:
-            with filesystem.open_output_stream(path) as stream:
+            with filesystem.open_output_stream(temporary) as stream:
                 stream.write(data)
+            filesystem.move(temporary, path)
         except OSError as exc:
             raise OutputError(
                 f"cannot write {target}: {exc}; the shards before it are intact: continue "
@@ -250,6 +257,14 @@ class ShardFolder:
     def _records(self, shards: Sequence[Place], columns: list[str]) -> Iterator[dict]:
         for shard in shards:
             yield from read_shard(shard, columns=columns)
+
+
+def _place(root: Place) -> Place:
+    """A local folder as a Path (also from a ``file://`` URI), any other URI as text."""
+    text = str(root)
+    if text.startswith("file://"):
+        return Path(unquote(urlsplit(text).path))
+    return text.rstrip("/") if is_uri(text) else Path(root)
 
 
 def _join(root: Place, name: str) -> Place:
@@ -270,10 +285,10 @@ def _filesystem(uri: str):
         ) from None
 
 
-def _listed(folder: Place, fmt: str) -> list[Place]:
-    """The shards of format ``fmt`` in ``folder``, in name order."""
+def _listed(folder: Place, pattern: str) -> list[Place]:
+    """The files in ``folder`` whose names match ``pattern`` (a glob), in name order."""
     if not isinstance(folder, str):
-        return sorted(folder.glob(f"{_PREFIX}*.{fmt}"))
+        return sorted(folder.glob(pattern))
     from pyarrow import fs as pafs
 
     filesystem, path = _filesystem(folder)
@@ -285,18 +300,21 @@ def _listed(folder: Place, fmt: str) -> list[Place]:
     return sorted(
         f"{scheme}://{info.path}"
         for info in found
-        if info.type == pafs.FileType.File
-        and info.base_name.startswith(_PREFIX)
-        and info.base_name.endswith(f".{fmt}")
+        if info.type == pafs.FileType.File and fnmatch.fnmatchcase(info.base_name, pattern)
     )
 
 
 def _remove(shard: Place) -> None:
-    if isinstance(shard, str):
-        filesystem, path = _filesystem(shard)
-        filesystem.delete_file(path)
-    else:
-        shard.unlink()
+    try:
+        if isinstance(shard, str):
+            filesystem, path = _filesystem(shard)
+            filesystem.delete_file(path)
+        else:
+            shard.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot remove {shard}: {exc}; remove it yourself, or write elsewhere with -o"
+        ) from None
 
 
 def read_shard(shard: Place, columns: list[str] | None = None) -> Iterator[dict]:
