@@ -174,6 +174,18 @@ def test_a_failed_conversion_is_remembered_and_keras_tags(tmp_path):
     assert len(notes) == 1 and notes[0].endswith("using the keras engine instead")
 
 
+def test_a_conversion_that_fails_in_a_long_run_is_not_tried_again_after_it(tmp_path):
+    folder = custom_bundle(tmp_path / "cumprod", keras.layers.Conv2D(4, 3), CumulativeProduct())
+    notes = []
+    engine = InterimEngine(load_bundle(folder), cores=2, notify=notes.append)
+    engine.expect(EAGER_IMAGES)
+    assert failure_path(engine.model_path).is_file()
+    assert notes[-1].endswith("using the keras engine instead")
+    engine(images(3))
+    engine.finish()
+    assert engine.name == "keras" and engine.conversion is None
+
+
 @keras.saving.register_keras_serializable(package="furrytag_tests")
 class FailsOnThisCpu(keras.layers.Layer):
     """Fails as TensorFlow's CPU kernels fail on grouped convolutions, once ``failing``."""

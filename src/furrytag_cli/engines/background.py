@@ -162,7 +162,8 @@ class InterimEngine:
             self._start(eager=False)
 
     def _start(self, *, eager: bool) -> None:
-        if self.conversion is None:
+        # Not after a failed conversion (in this run or an earlier one): it would fail again.
+        if self.conversion is None and not failure_path(self.model_path).exists():
             self.conversion = start_conversion(
                 self.bundle,
                 self._lite_options["quantize"],
@@ -182,6 +183,8 @@ class InterimEngine:
                 # The keras engine cannot run this model here (grouped convolutions on a
                 # CPU): the lite engine can, once converted.
                 self._start(eager=True)
+                if self.conversion is None:
+                    raise
                 self.conversion.wait()
                 self._take_over()
                 if self._lite is None:
