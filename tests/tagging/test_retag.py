@@ -519,3 +519,15 @@ def test_a_folder_without_shards_is_refused(run, scored, native_bundle_dir, tmp_
     result = run("retag", tmp_path, "-m", native_bundle_dir)
     assert result.code == 2
     assert "without the results shards of tag --ray" in result.stderr
+
+
+def test_a_ray_folder_holding_only_failures_says_so(run, tmp_path):
+    from furrytag_cli.distributed.shards import ShardFolder
+
+    (tmp_path / "ray").mkdir()
+    shards = ShardFolder(tmp_path / "ray", "jsonl")
+    shards.add([], [{"path": "art/bad.png", "reason": "cannot decode"}], None)
+    shards.flush()
+    result = run("retag", tmp_path / "ray")
+    assert result.code == 2
+    assert "holds only failures (in _failures/)" in result.stderr and "--resume" in result.stderr

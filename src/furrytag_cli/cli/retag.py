@@ -97,9 +97,15 @@ def retag_command(
 
 def _shard_records(folder: Path):
     """Reads the results shards of a ``tag --ray`` output folder afresh at each call."""
-    from furrytag_cli.distributed.shards import results_shards, shard_rows
+    from furrytag_cli.distributed.shards import FAILURES, failure_shards, results_shards, shard_rows
 
     shards = results_shards(folder)
+    if not shards and failure_shards(folder):
+        raise UsageError(
+            f"{folder} holds only failures (in {FAILURES}/): tag --ray tagged none of its "
+            "images, so there are no scores to retag; delete that folder and run tag --ray "
+            "again with --resume to try them again"
+        )
     if not shards:
         raise UsageError(
             f"{folder} is a folder without the results shards of tag --ray (part-*.parquet "

@@ -366,6 +366,11 @@ def results_shards(folder: Place) -> list[Place]:
     return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).shards()]
 
 
+def failure_shards(folder: Place) -> list[Place]:
+    """The failures shards of an output folder, of either format."""
+    return [shard for fmt in FORMATS for shard in ShardFolder(folder, fmt).failure_shards()]
+
+
 def read_results(folder: Place) -> tuple[list[dict], list[dict]]:
     """Every results record and every failure (path, reason) of an output folder."""
     shards = ShardFolder(folder)

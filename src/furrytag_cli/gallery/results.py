@@ -127,9 +127,9 @@ def _read_shards(folder: Path, shards: Sequence[Path], base: Path | None) -> Res
 
 
 def _shard_failures(folder: Path) -> list[tuple[str, str]]:
-    from furrytag_cli.distributed.shards import FORMATS, ShardFolder, shard_rows
+    from furrytag_cli.distributed.shards import failure_shards, shard_rows
 
-    shards = [s for fmt in FORMATS for s in ShardFolder(folder, fmt).failure_shards()]
+    shards = failure_shards(folder)
     return [(str(row.get("path")), str(row.get("reason"))) for _, row in shard_rows(shards)]
 
 
