@@ -639,6 +639,8 @@ def test_output_problems_are_reported_before_work(run, native_bundle_dir, galler
     assert result.code == 1 and "does not exist" in result.stderr
     result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-f", "xml")
     assert result.code == 2 and "'xml' is not one of 'jsonl', 'json', 'csv', 'txt'" in result.stderr
+    result = run("tag", good["photo.jpg"], "-m", native_bundle_dir, "-o", "s3://bucket/t.jsonl")
+    assert result.code == 2 and "-o s3://bucket/t.jsonl: only tag --ray writes" in result.stderr
 
 
 def test_python_api(native_bundle_dir, gallery):

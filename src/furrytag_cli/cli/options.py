@@ -329,8 +329,14 @@ def caption_style(values: dict[str, Any]):
 
 def output_spec(values: dict[str, Any], **more):
     """The ``OutputSpec`` of the output options in ``values`` (``more``: a command's own)."""
+    from furrytag_cli.distributed.sources import is_uri
     from furrytag_cli.tagging.job import OutputSpec, check_output, format_for
 
+    if values["output"] is not None and is_uri(str(values["output"])):
+        raise UsageError(
+            f"-o {values['output']}: only tag --ray writes to an object store (its shards); "
+            "give a local file, or '-' for standard output"
+        )
     output = None if values["output"] in (None, "-", Path("-")) else Path(values["output"])
     spec = OutputSpec(
         fmt=values["fmt"] or format_for(output),
