@@ -430,16 +430,26 @@ def cpu_path_rates(model: Path, paths: list[Path], work: Path, batch_size: int) 
 
 def whole_process_vs_original(model: Path, paths: list[Path], work: Path, size: int) -> dict:
     """Wall seconds of whole processes on the same images: ``furrytag tag`` (converted
-    model) against the original's way (import, load, decode all, one predict)."""
+    model; and the model exported to ONNX, on the onnx engine) against the original's
+    way (import, load, decode all, one predict)."""
+    from furrytag_cli.export.folder import export_model
+    from furrytag_cli.model.loading import load_bundle
+
     ours = cli_seconds(model, paths, work / "whole.jsonl")
+    exported = work / f"{model.parent.name}-onnx"
+    if not (exported / "model.onnx").is_file():
+        export_model(load_bundle(model), exported, overwrite=True)
+    onnx = cli_seconds(exported, paths, work / "whole-onnx.jsonl")
     start = time.perf_counter()
     in_fresh_process(ORIGINAL, model, size, 32, *map(str, paths))
     original = time.perf_counter() - start
     return {
         "images": len(paths),
         "furrytag_img_s": round(len(paths) / ours, 2),
+        "furrytag_onnx_export_img_s": round(len(paths) / onnx, 2),
         "original_img_s": round(len(paths) / original, 2),
         "furrytag / original": round(original / ours, 3),
+        "furrytag onnx export / original": round(original / onnx, 3),
     }
 
 
