@@ -174,6 +174,14 @@ def test_a_failed_conversion_is_remembered_and_keras_tags(tmp_path):
     assert len(notes) == 1 and notes[0].endswith("using the keras engine instead")
 
 
+def test_runs_of_one_tagger_announce_the_conversion_once(native_copy):
+    notes = []
+    engine = InterimEngine(load_bundle(native_copy), cores=8, notify=notes.append)
+    for _ in range(3):
+        engine.expect(10)
+    assert len(notes) == 1 and "when it ends" in notes[0] and engine.conversion is None
+
+
 def test_a_conversion_that_fails_in_a_long_run_is_not_tried_again_after_it(tmp_path):
     folder = custom_bundle(tmp_path / "cumprod", keras.layers.Conv2D(4, 3), CumulativeProduct())
     notes = []
@@ -184,6 +192,9 @@ def test_a_conversion_that_fails_in_a_long_run_is_not_tried_again_after_it(tmp_p
     engine(images(3))
     engine.finish()
     assert engine.name == "keras" and engine.conversion is None
+    said = len(notes)
+    engine.expect(EAGER_IMAGES)  # a second long run of this tagger
+    assert len(notes) == said and engine.conversion is None
 
 
 @keras.saving.register_keras_serializable(package="furrytag_tests")

@@ -127,8 +127,12 @@ class InterimEngine:
     def expect(self, images: int) -> None:
         """Plan the conversion for a run of ``images`` images (see the module's note): a
         long run converts first on fewer than ``SPARE_CORES`` cores, else in the
-        background from now; a short one when it calls ``finish``."""
-        if images >= EAGER_IMAGES and self.cores < SPARE_CORES:
+        background from now; a short one when it calls ``finish``. Only the first run
+        it tags is announced."""
+        if self._lite is not None:
+            return
+        failed = failure_path(self.model_path).exists()
+        if images >= EAGER_IMAGES and self.cores < SPARE_CORES and not failed:
             self._convert_here()
         else:
             self._plan(now=images >= EAGER_IMAGES)
@@ -143,8 +147,7 @@ class InterimEngine:
                 self._notify(f"{exc}; using the keras engine instead")
 
     def _plan(self, *, now: bool, eager: bool = True) -> None:
-        self._planned = True
-        if self._notify is not None:
+        if self._notify is not None and not self._planned:
             where = f"once; cached in {self.model_path.parent}"
             self._notify(
                 f"converting {self.bundle.name!r} for the lite engine in the background "
@@ -153,6 +156,7 @@ class InterimEngine:
                 else f"the keras engine tags this run; {self.bundle.name!r} is converted "
                 f"for the lite engine in the background when it ends ({where})"
             )
+        self._planned = True
         if now:
             self._start(eager=eager)
 
