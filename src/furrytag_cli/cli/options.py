@@ -337,7 +337,7 @@ def output_spec(values: dict[str, Any], **more):
             f"-o {values['output']}: only tag --ray writes to an object store (its shards); "
             "give a local file, or '-' for standard output"
         )
-    output = None if values["output"] in (None, "-", Path("-")) else Path(values["output"])
+    output = None if values["output"] in (None, "-") else Path(values["output"])
     spec = OutputSpec(
         fmt=values["fmt"] or format_for(output),
         output=output,

@@ -4,7 +4,6 @@ import dataclasses
 import inspect
 import json
 import logging
-from pathlib import Path
 
 import typer
 
@@ -64,7 +63,7 @@ def tag_on_ray_command(values: dict, signature: inspect.Signature) -> None:
             f"-f {values['fmt']} does not apply with --ray: shards are Parquet, or JSONL with "
             "-f jsonl"
         )
-    if values["output"] in (None, "-", Path("-")):
+    if values["output"] in (None, "-"):
         raise UsageError(
             "--ray writes a folder of shards: give it with -o FOLDER (or -o s3://BUCKET/FOLDER)"
         )
