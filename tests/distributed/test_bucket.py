@@ -102,3 +102,20 @@ def test_a_file_uri_is_a_local_folder(tmp_path):
         folder.flush()
     records, failures = read_results((tmp_path / "my tags").as_uri())
     assert [r["path"] for r in records] == ["art/img0.png"] and len(failures) == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_part_file_of_another_program_is_refused_by_resume_not_read(tmp_path, fmt):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Spark and Hadoop name their output files part-*, as tag --ray does.
+    other = tmp_path / f"part-00000-c0ffee.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.table({"user": [1, 2]}), other)
+    else:
+        other.write_text('{"user": 1}\n')
+    folder = ShardFolder(tmp_path, fmt)
+    with pytest.raises(OutputError, match="is not a shard of furrytag tag --ray") as refused:
+        folder.done("tiny@abc")
+    assert str(other) in str(refused.value) and "-o" in str(refused.value)

@@ -157,17 +157,17 @@ class ShardFolder:
         Raises OutputError when the results come from another model.
         """
         keys: set[Key] = set()
-        for record in self._records(self.shards(), columns=["path", "file", "model"]):
+        for shard, record in self._records(self.shards(), columns=["path", "file", "model"]):
             key = record_key(record)
             if key is None:
-                raise OutputError(f"{self.root} holds a shard that is not furrytag output")
+                raise OutputError(_foreign(shard, "its rows are not furrytag's records"))
             if key[3] != model:
                 raise OutputError(
                     f"{self.root} holds tags from another model ({key[3]}); --resume continues "
                     f"a run of the same model, and this is {model}: use -o to write elsewhere"
                 )
             keys.add(key)
-        failed = {r["path"] for r in self._records(self.failure_shards(), columns=["path"])}
+        failed = {r["path"] for _, r in self._records(self.failure_shards(), columns=["path"])}
         return keys, failed
 
     def add(self, records: Sequence[str], failures: Sequence[dict], schema) -> None:
@@ -254,9 +254,26 @@ class ShardFolder:
             ) from None
         return target
 
-    def _records(self, shards: Sequence[Place], columns: list[str]) -> Iterator[dict]:
+    def _records(self, shards: Sequence[Place], columns: list[str]) -> Iterator[tuple[Place, dict]]:
+        """(shard, record) for each row of ``shards``, with ``columns`` only."""
         for shard in shards:
-            yield from read_shard(shard, columns=columns)
+            try:
+                rows = list(read_shard(shard, columns=columns))
+            except KeyError as exc:
+                raise OutputError(_foreign(shard, f"it has no {exc} field")) from None
+            except ValueError as exc:  # not JSON lines, or Parquet without those columns
+                raise OutputError(_foreign(shard, str(exc).splitlines()[0])) from None
+            except OSError as exc:
+                raise OutputError(f"cannot read the shard {shard}: {exc}") from None
+            for row in rows:
+                yield shard, row
+
+
+def _foreign(shard: Place, why: str) -> str:
+    return (
+        f"{shard} is not a shard of furrytag tag --ray ({why}); write to a folder of its "
+        "own with -o"
+    )
 
 
 def _place(root: Place) -> Place:
