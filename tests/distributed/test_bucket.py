@@ -70,8 +70,9 @@ def test_an_unreachable_store_is_one_clear_error(s3_bucket, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     folder = ShardFolder(f"s3://{s3_bucket}/tags")
-    with pytest.raises(OutputError, match=f"cannot list s3://{s3_bucket}/tags"):
+    with pytest.raises(OutputError, match=f"cannot list s3://{s3_bucket}/tags") as refused:
         folder.shards()
+    assert "credentials in the environment (AWS_* for s3://" in str(refused.value)
 
 
 def test_an_upload_cut_short_is_never_a_shard_and_the_next_run_removes_it(s3_bucket):

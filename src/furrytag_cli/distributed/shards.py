@@ -313,7 +313,11 @@ def _listed(folder: Place, pattern: str) -> list[Place]:
     try:
         found = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except OSError as exc:
-        raise OutputError(f"cannot list {folder}: {exc}") from None
+        raise OutputError(
+            f"cannot list {folder}: {exc}; check the URI, that the store can be reached, and "
+            "its credentials in the environment (AWS_* for s3://, "
+            "GOOGLE_APPLICATION_CREDENTIALS for gs://)"
+        ) from None
     return sorted(
         f"{scheme}://{info.path}"
         for info in found
