@@ -531,3 +531,11 @@ def test_a_ray_folder_holding_only_failures_says_so(run, tmp_path):
     result = run("retag", tmp_path / "ray")
     assert result.code == 2
     assert "holds only failures (in _failures/)" in result.stderr and "--resume" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["retag", "gallery"])
+def test_shards_in_a_bucket_are_refused_with_how_to_copy_them_down(command, run, tmp_path):
+    result = run(command, "s3://bucket/tags", "-o", tmp_path / "out")
+    assert result.code == 2
+    assert "reads a local file or folder; received s3://bucket/tags" in result.stderr
+    assert "aws s3 cp --recursive" in result.stderr

@@ -5,9 +5,12 @@ a usage error naming them, ``--help`` lists them and shell completion offers the
 library checks the same values for Python callers (tests keep the two lists equal).
 """
 
+from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import typer
+
+from furrytag_cli.core.errors import UsageError
 
 Device = Literal["auto", "cpu", "gpu"]
 Engine = Literal["auto", "keras", "lite", "onnx"]
@@ -62,6 +65,19 @@ def caption_options(scope: str) -> tuple[type, type]:
         Annotated[CaptionExtension, typer.Option(help=f"{scope}: the caption files' extension.")],
         Annotated[str, typer.Option(help=f"{scope}: what separates the tags of a caption.")],
     )
+
+
+def local_results(text: str, command: str) -> Path:
+    """The local path of the results ``command`` reads; an object-store URI is refused
+    with how to copy it down (a Path would have merged its "//" into a local name)."""
+    from furrytag_cli.distributed.sources import is_uri
+
+    if is_uri(text):
+        raise UsageError(
+            f"{command} reads a local file or folder; received {text}: copy the shards down "
+            "first (aws s3 cp --recursive, gcloud storage cp -r) and give the local folder"
+        )
+    return Path(text)
 
 
 class MissingOption(typer.BadParameter):

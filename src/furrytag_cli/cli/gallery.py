@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from furrytag_cli.cli.conventions import caption_options
+from furrytag_cli.cli.conventions import caption_options, local_results
 from furrytag_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ CaptionExt, Separator = caption_options("A caption folder (tag -f txt)")
 
 def gallery_command(
     results: Annotated[
-        Path,
+        str,
         typer.Argument(
             help="Results of furrytag tag (JSONL or JSON), or a folder of images with captions.",
             show_default=False,
@@ -68,7 +68,9 @@ def gallery_command(
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1; received {workers}")
     captions = CaptionFiles(extension=caption_ext, separator=separator)
-    loaded = read_results(results, base=base, failures=failures, captions=captions)
+    loaded = read_results(
+        local_results(results, "the gallery"), base=base, failures=failures, captions=captions
+    )
     table, named = None, None
     if thresholds is not None or threshold is not None:
         from furrytag_cli.gallery.build import threshold_table

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from furrytag_cli.cli import options
+from furrytag_cli.cli.conventions import local_results
 from furrytag_cli.cli.model_options import CacheDir
 from furrytag_cli.core.errors import FurrytagError, UsageError
 
@@ -15,7 +16,7 @@ from furrytag_cli.core.errors import FurrytagError, UsageError
 def retag_command(
     ctx: typer.Context,
     results: Annotated[
-        Path,
+        str,
         typer.Argument(
             help="The JSONL or JSON that furrytag tag --all-scores wrote, or the output "
             "folder of tag --ray.",
@@ -40,6 +41,7 @@ def retag_command(
     **shared,
 ) -> None:
     """Tag again from saved scores (tag --all-scores) with other options, in seconds."""
+    results = local_results(results, "retag")
     values = options.with_profile(ctx, {**locals(), **shared})
     from furrytag_cli.tagging.retag import RetagJob, results_model
     from furrytag_cli.tagging.tagger import resolve_bundle
