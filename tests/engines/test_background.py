@@ -108,7 +108,7 @@ def test_a_short_run_converts_after_its_last_batch(native_copy, tmp_path):
 
 def test_a_long_run_on_many_cores_converts_alongside_from_its_first_batch(native_copy):
     bundle = load_bundle(native_copy)
-    engine = InterimEngine(bundle, cores=8)
+    engine = InterimEngine(bundle, cores=8, lite_outruns_keras=True)
     engine.expect(EAGER_IMAGES)
     assert engine.conversion is not None
     first = engine(images(3))
@@ -120,7 +120,7 @@ def test_a_long_run_on_many_cores_converts_alongside_from_its_first_batch(native
 def test_a_long_run_on_few_cores_converts_before_its_first_batch(native_copy, tmp_path):
     notes = []
     bundle = load_bundle(native_copy)
-    engine = InterimEngine(bundle, cores=2, notify=notes.append)
+    engine = InterimEngine(bundle, cores=2, lite_outruns_keras=True, notify=notes.append)
     engine.expect(EAGER_IMAGES)
     assert engine.conversion is None and engine.model_path.is_file()
     assert len(notes) == 1 and notes[0].startswith(f"converting {bundle.name!r} for the lite")
@@ -128,6 +128,31 @@ def test_a_long_run_on_few_cores_converts_before_its_first_batch(native_copy, tm
     assert engine.name == "lite"
     engine.finish()
     assert engine.conversion is None
+
+
+@pytest.mark.parametrize("cores", [2, 8])
+def test_where_keras_runs_as_fast_a_long_run_converts_after_it(native_copy, cores):
+    notes = []
+    engine = InterimEngine(
+        load_bundle(native_copy), cores=cores, lite_outruns_keras=False, notify=notes.append
+    )
+    engine.expect(EAGER_IMAGES)
+    assert engine.conversion is None and not engine.model_path.exists()
+    assert len(notes) == 1 and "when it ends" in notes[0]
+    engine(images(3))
+    engine.finish()
+    assert engine.name == "keras" and engine.conversion.wait(timeout=600) == 0
+
+
+def test_a_cpu_with_avx512_is_one_where_keras_runs_as_fast(native_copy, tmp_path):
+    from furrytag_cli.core.machine import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\n")
+    assert {"avx2", "avx512f"} <= cpu_flags(cpuinfo)
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    engine = InterimEngine(load_bundle(native_copy))
+    assert engine.lite_outruns_keras == ("avx512f" not in cpu_flags())
 
 
 def options(eager: bool = True) -> str:
@@ -185,7 +210,9 @@ def test_runs_of_one_tagger_announce_the_conversion_once(native_copy):
 def test_a_conversion_that_fails_in_a_long_run_is_not_tried_again_after_it(tmp_path):
     folder = custom_bundle(tmp_path / "cumprod", keras.layers.Conv2D(4, 3), CumulativeProduct())
     notes = []
-    engine = InterimEngine(load_bundle(folder), cores=2, notify=notes.append)
+    engine = InterimEngine(
+        load_bundle(folder), cores=2, lite_outruns_keras=True, notify=notes.append
+    )
     engine.expect(EAGER_IMAGES)
     assert failure_path(engine.model_path).is_file()
     assert notes[-1].endswith("using the keras engine instead")

@@ -1,4 +1,5 @@
-"""What this machine offers a process: its usable CPU cores, and whether it may have a GPU."""
+"""What this machine offers a process: its usable CPU cores, their instruction sets, and
+whether it may have a GPU."""
 
 import os
 import sys
@@ -16,6 +17,19 @@ def cpu_threads() -> int:
         cores = os.cpu_count() or 1
     cap = os.environ.get(THREADS_VARIABLE, "")
     return max(1, min(cores, int(cap))) if cap.isdigit() else cores
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU (Linux; empty where unknown)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as lines:
+            for line in lines:
+                name, _, value = line.partition(":")
+                if name.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def may_have_gpu() -> bool:

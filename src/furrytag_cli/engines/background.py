@@ -17,7 +17,11 @@ the keras engine spends on 600–1,200 images (EfficientNetV2-B3@300 on 2 cores:
 saves a third to a half of the keras engine's time per image, so the break-even lies
 near 2,000 images (``EAGER_IMAGES``). A shorter run tags with the keras engine and
 starts the conversion when its last batch is done, at the lowest priority, for the next
-run. A longer one converts at once: in the background at normal priority, the keras
+run. A longer one converts at once where the lite engine outruns the keras engine
+(not on CPUs with AVX-512, where TensorFlow's oneDNN kernels run B3 as fast as XNNPACK:
+22.3 vs 22.7 img/s here, so there every first run tags with keras and converts after
+it: 3,000 images took 195 s converting first, 167 s with keras only): in the
+background at normal priority, the keras
 engine tagging meanwhile, where the cores are many (``SPARE_CORES``: the conversion
 keeps about one busy); on fewer, in the run before its first batch, since there the
 two get less done side by side than one after the other (1,000 images of B3 on 2
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from furrytag_cli.core.errors import ConfigError, FurrytagError
-from furrytag_cli.core.machine import cpu_threads
+from furrytag_cli.core.machine import cpu_flags, cpu_threads
 from furrytag_cli.engines.base import Scores
 from furrytag_cli.engines.keras import KerasEngine
 from furrytag_cli.engines.lite import LiteConversionError, LiteEngine, cache_path
@@ -106,6 +110,7 @@ class InterimEngine:
         notify: Callable[[str], None] | None = None,
         home: Path | None = None,
         cores: int | None = None,
+        lite_outruns_keras: bool | None = None,
     ):
         self.bundle = bundle
         self.embeddings = embeddings
@@ -113,6 +118,9 @@ class InterimEngine:
         self.model_path = cache_path(bundle, quantize, home)
         self._notify = notify
         self.cores = cores or cpu_threads()
+        self.lite_outruns_keras = (
+            "avx512f" not in cpu_flags() if lite_outruns_keras is None else lite_outruns_keras
+        )
         # Loaded at the first batch it tags: a long run on few cores never needs it.
         self._keras: KerasEngine | None = None
         self._lite: LiteEngine | None = None
@@ -126,16 +134,17 @@ class InterimEngine:
 
     def expect(self, images: int) -> None:
         """Plan the conversion for a run of ``images`` images (see the module's note): a
-        long run converts first on fewer than ``SPARE_CORES`` cores, else in the
-        background from now; a short one when it calls ``finish``. Only the first run
-        it tags is announced."""
+        long run, where the lite engine outruns the keras engine, converts first on fewer
+        than ``SPARE_CORES`` cores, else in the background from now; any other run when
+        it calls ``finish``. Only the first run it tags is announced."""
         if self._lite is not None:
             return
         failed = failure_path(self.model_path).exists()
-        if images >= EAGER_IMAGES and self.cores < SPARE_CORES and not failed:
+        long = images >= EAGER_IMAGES and self.lite_outruns_keras
+        if long and self.cores < SPARE_CORES and not failed:
             self._convert_here()
         else:
-            self._plan(now=images >= EAGER_IMAGES)
+            self._plan(now=long)
 
     def _convert_here(self) -> None:
         self._planned = True
