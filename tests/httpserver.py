@@ -51,6 +51,9 @@ class Reply:
     cut_after: int | None = None  # drop the connection after this many body bytes
     chunk: int = 65536
     delay: float = 0.0  # seconds to wait before each chunk
+    # After this many body bytes, wait until ``release`` is set (a client caught mid-body).
+    hold_after: int | None = None
+    release: threading.Event | None = None
 
 
 Route = Callable[[Request], Reply]
@@ -102,6 +105,8 @@ class LocalServer:
                 for i in range(0, len(body), reply.chunk):
                     if reply.delay:
                         time.sleep(reply.delay)
+                    if reply.hold_after is not None and i == reply.hold_after:
+                        reply.release.wait(timeout=120)
                     self.wfile.write(body[i : i + reply.chunk])
                     self.wfile.flush()
                 if reply.cut_after is not None:

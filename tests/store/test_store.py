@@ -4,6 +4,7 @@ import hashlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -309,22 +310,28 @@ def test_two_processes_fetch_one_model_once(server, furrytag_home):
 
 
 def test_ctrl_c_leaves_no_model_and_a_resumable_partial(server, furrytag_home):
-    def slow_first_time(request):
-        slow = request.range_start is None
-        return file_reply(request, BODY, chunk=8192, delay=0.05 if slow else 0.0)
+    release = threading.Event()
 
-    url = server.route("/m.zip", slow_first_time)
+    def held_first_time(request):
+        # The first answer stops after 40,960 bytes until the client has been stopped.
+        held = 40_960 if request.range_start is None else None
+        return file_reply(request, BODY, chunk=8192, hold_after=held, release=release)
+
+    url = server.route("/m.zip", held_first_time)
     proc = subprocess.Popen(
         [sys.executable, "-c", INSTALL, url, str(furrytag_home)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     part = cache.partial_path("m", url, furrytag_home)
-    deadline = time.monotonic() + 30
-    while (not part.exists() or part.stat().st_size < 40_000) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while (not part.exists() or part.stat().st_size < 40_000) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        release.set()
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     assert not cache.model_dir("m", furrytag_home).exists()
     kept = part.stat().st_size
