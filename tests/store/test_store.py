@@ -34,7 +34,9 @@ FAST = FetchPolicy(connect_timeout=2, read_timeout=5, retries=2, backoff=0.01, m
 BODY = model_zip_bytes()
 SHA = hashlib.sha256(BODY).hexdigest()
 INSTALL = (
-    "import sys\n"
+    "import signal, sys\n"
+    # Ctrl-C as in a terminal, even when this suite was started with SIGINT ignored.
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "from furrytag_cli.store.install import InstallSettings, install_from_url\n"
     "print(install_from_url('m', sys.argv[1], InstallSettings(home=sys.argv[2])))\n"
 )

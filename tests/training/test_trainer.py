@@ -419,8 +419,10 @@ def test_ctrl_c_stops_training_and_says_how_to_continue(packed, tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "furrytag_cli",
+            "-c",
+            # Ctrl-C as in a terminal, even when this suite was started with SIGINT ignored.
+            "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('furrytag_cli', run_name='__main__')",
             "train",
             "-c",
             "tiny",
